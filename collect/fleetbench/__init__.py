@@ -1,0 +1,1 @@
+"""fleetbench controller side: parameters, result parsing, reports (no torch here)."""

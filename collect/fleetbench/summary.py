@@ -1,0 +1,152 @@
+"""One row per host x case, and the run's verdict, from the checked records of a run folder.
+
+Numbers come only from a result that passed every check (:mod:`fleetbench.results`); a row that did not
+pass carries its status and reason and no numbers. Parameters of a row without a usable result come from
+run.json (precision, and the batch size when run.json's mode is the case's mode) and the case name (mode).
+
+A run is ``complete`` when it has at least one row and every row ``passed`` or was ``skipped`` with a
+reason (the reader guarantees a skipped result states one); otherwise it is ``partial``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from fleetbench.results import STATUSES, Record, Run, case_mode, load_platform, load_records, load_run, one_line
+
+UNKNOWN_PLATFORM = "unknown"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the report shows for one host x case. KPI fields are None unless the case passed."""
+
+    platform: str
+    host: str
+    case: str
+    cpu_model: str
+    precision: str | None
+    mode: str | None
+    batch_size: int | None
+    throughput: float | None
+    latency_p50_ms: float | None
+    latency_p90_ms: float | None
+    latency_p99_ms: float | None
+    accuracy: float | None
+    accuracy_meaningful: bool | None
+    status: str
+    reason: str
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+
+
+@dataclass(frozen=True)
+class Summary:
+    run_id: str
+    started_at: str | None
+    status: str  # "complete" or "partial"
+    counts: Mapping[str, int]
+    rows: tuple[Row, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def has_unmeaningful_accuracy(self) -> bool:
+        return any(row.accuracy_meaningful is False for row in self.rows)
+
+    def platforms(self) -> list[tuple[str, list[Row]]]:
+        """Rows grouped by platform, platforms sorted by name with the unknown one last."""
+        groups: dict[str, list[Row]] = {}
+        for row in self.rows:
+            groups.setdefault(row.platform, []).append(row)
+        return sorted(groups.items(), key=lambda item: (item[0] == UNKNOWN_PLATFORM, item[0]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary_version": 1,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "status": self.status,
+            "counts": dict(self.counts),
+            "rows": [asdict(row) for row in self.rows],
+        }
+
+
+def _text(value: Any) -> str | None:
+    return one_line(value, 80) if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _planned(case: str, run_params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters of a case that has no usable result, from what the run asked for it."""
+    return {
+        "precision": _text(run_params.get("precision")),
+        "mode": case_mode(case),
+        "batch_size": _int(run_params.get("batch_size")),
+    }
+
+
+def _meaningful(result: Mapping[str, Any], kpi: Mapping[str, Any]) -> bool:
+    """Accuracy means something unless the payload says it does not or the model was synthetic."""
+    source = result.get("provenance", {}).get("model", {}).get("source")
+    return kpi.get("accuracy_meaningful") is not False and source != "synthetic"
+
+
+def make_row(record: Record, run_params: Mapping[str, Any], host_platform: Mapping[str, Any]) -> Row:
+    result = record.result or {}
+    platform = result.get("platform") or host_platform
+    params = result.get("params") or _planned(record.case, run_params)
+    kpi = (result.get("kpi") or {}) if record.status == "passed" else {}
+    latency = kpi.get("latency_ms") or {}
+    accuracy = kpi.get("accuracy")
+    return Row(
+        platform=one_line(platform.get("name") or "", 40) or UNKNOWN_PLATFORM,
+        host=record.host,
+        case=record.case,
+        cpu_model=one_line(platform.get("model_name") or "", 80),
+        precision=params.get("precision"),
+        mode=params.get("mode"),
+        batch_size=params.get("batch_size"),
+        throughput=kpi.get("throughput"),
+        latency_p50_ms=latency.get("p50"),
+        latency_p90_ms=latency.get("p90"),
+        latency_p99_ms=latency.get("p99"),
+        accuracy=accuracy,
+        accuracy_meaningful=None if accuracy is None else _meaningful(result, kpi),
+        status=record.status,
+        reason=record.reason,
+    )
+
+
+def _run_status(rows: tuple[Row, ...]) -> str:
+    ok = bool(rows) and all(row.status == "passed" or (row.status == "skipped" and row.reason) for row in rows)
+    return "complete" if ok else "partial"
+
+
+def build_summary(run: Run, records: list[Record], host_platforms: Mapping[str, Mapping[str, Any]]) -> Summary:
+    rows = tuple(make_row(r, run.params.get(r.host, {}).get(r.case, {}), host_platforms.get(r.host, {}))
+                 for r in records)
+    return Summary(
+        run_id=run.run_id,
+        started_at=_text(run.started_at),
+        status=_run_status(rows),
+        counts={status: sum(row.status == status for row in rows) for status in STATUSES},
+        rows=rows,
+    )
+
+
+def summarize(run_dir: Path) -> Summary:
+    """Read and check a run folder (RunError when it is not one) and summarise it."""
+    run = load_run(run_dir)
+    records = load_records(run_dir, run)
+    platforms = {host: load_platform(run.host_dir(run_dir, host)) for host in run.hosts}
+    return build_summary(run, records, platforms)

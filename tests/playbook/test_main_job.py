@@ -1,0 +1,90 @@
+"""The main job end to end on localhost: `ansible-playbook run.yml` exactly as a user types it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.conftest import REPO, SST2, ansible_playbook
+
+SCHEMA = json.loads((REPO / "payload/fleetbench_payload/result.schema.json").read_text())
+OFFLINE = ["-e", "model_source=synthetic", "-e", f"dataset_dir={SST2}"]
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(tmp_path, *extra):
+    results = tmp_path / "results"
+    proc = ansible_playbook("run.yml", *OFFLINE, "-e", f"fleetbench_results_dir={results}", *extra)
+    return proc, results
+
+
+def _only_run(results):
+    runs = [p for p in results.iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(runs) == 1
+    assert (results / "latest").resolve() == runs[0].resolve()
+    return runs[0]
+
+
+def test_avx_fp32_throughput_end_to_end(tmp_path, stack_python):
+    proc, results = _run(tmp_path, "-e", "precision=avx_fp32", "-e", "steps=12", "-e", "warmup_steps=2")
+    out = proc.stdout
+    assert proc.returncode == 0, out[-6000:]
+    run = _only_run(results)
+    result_path = run / "hosts" / "localhost" / "inference-throughput" / "result.json"
+    result = json.loads(result_path.read_text())
+    jsonschema.validate(result, SCHEMA)
+    assert result["status"] == "passed", result["reason"]
+    assert result["kpi"]["throughput"] > 0
+    assert result["kpi"]["samples_timed"] == 12
+    assert result["kpi"]["accuracy_meaningful"] is False or result["kpi"]["accuracy"] is None
+    assert result["execution"]["backend"] == "ipex"
+    assert result["provenance"]["dataset"]["sha256"] == \
+        "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"
+    assert (run / "hosts" / "localhost" / "inference-throughput" / "payload.log").read_text().count("Throughput:") == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete"
+    rows = list(csv.DictReader((run / "kpi.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["throughput"]) == pytest.approx(result["kpi"]["throughput"], rel=1e-3)
+    assert "#Key KPI" in (run / "report.md").read_text()
+    # The table and the WSF block are printed at the end of the playbook.
+    assert "#Key KPI" in out and "*Throughput (samples/sec):" in out
+    assert "avx_fp32" in out and "localhost" in out
+    # The host's working folder for this run is gone; only the deliberate caches remain.
+    assert not (Path.home() / ".cache/fleetbench/host/runs" / run.name).exists()
+
+
+def test_amx_int8_is_skipped_here_with_the_reason(tmp_path, stack_python):
+    proc, results = _run(tmp_path, "-e", "precision=amx_int8", "-e", "steps=5")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    run = _only_run(results)
+    result = json.loads((run / "hosts/localhost/inference-throughput/result.json").read_text())
+    jsonschema.validate(result, SCHEMA)
+    assert result["status"] == "skipped"
+    assert "amx" in result["reason"]
+    assert not (result.get("kpi") or {}).get("throughput")
+    assert "skipped" in proc.stdout and "amx" in proc.stdout
+    assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("precision=amx_int9", "precision='amx_int9' is not allowed"),
+    ("batch_size=0", "batch_size=0 is not allowed"),
+    ("mode=Throughput", "did you mean 'throughput'"),
+])
+def test_bad_parameters_fail_before_any_host_is_touched(tmp_path, arg, expected):
+    proc, results = _run(tmp_path, "-e", arg)
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr
+    assert "Gather the minimal host facts" not in proc.stdout
+    assert not results.exists(), "no run folder may be created for invalid parameters"
+
+
+def test_upper_case_name_is_an_alias(tmp_path):
+    # Validation accepts the alias; a wrong value under the alias is still rejected early.
+    proc, _ = _run(tmp_path, "-e", "PRECISION=amx_int9")
+    assert proc.returncode != 0 and "precision='amx_int9'" in proc.stdout + proc.stderr
