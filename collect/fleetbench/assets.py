@@ -27,7 +27,8 @@ SST2_SHA256 = {
     "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
     "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
 }
-HUB = "https://huggingface.co"
+# The Hub, or a mirror of it (HF_ENDPOINT, as huggingface_hub reads it).
+HUB = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 # Files a sequence-classification model folder may carry; weights are chosen separately.
 MODEL_SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 SAFE_WEIGHTS, PICKLE_WEIGHTS = "model.safetensors", "pytorch_model.bin"

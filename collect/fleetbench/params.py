@@ -77,6 +77,8 @@ PARAMS: tuple[Param, ...] = (
     Param("cases", "str", "", "Run the matrix cases (cases.yml) whose names match this keyword or regular "
           "expression, as ctest -R does (default: the one case named by mode and case_type)."),
     Param("list_cases", "bool", False, "List the cases each host would run, and run nothing."),
+    Param("dry_run", "bool", False, "Go through every step but skip inference (the case is skipped): for "
+          "measuring orchestration overhead."),
     Param("case_timeout", "auto_int", "auto", "Seconds a case may run on a host before it is killed "
           "(auto: from steps, batch size and mode).", minimum=10, maximum=7 * 24 * 3600),
 )

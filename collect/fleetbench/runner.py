@@ -9,7 +9,10 @@ benchmark processes of this run on every host (playbooks/stop.yml) and reports w
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -48,10 +51,16 @@ class Progress:
         elif kind == "runner_on_start" and task.startswith(_CASE_TASK):
             self.say(host, task.replace("Run the case", "running", 1))
         elif kind == "runner_retry" and task.startswith(_WAIT_TASK):
-            progress = res.get("progress") or {}
+            try:
+                progress = json.loads(res.get("stdout") or "{}").get("progress") or {}
+            except (ValueError, AttributeError):
+                progress = {}
             if progress:
-                self.say(host, f"{progress.get('case', '')} {progress.get('phase', '')} "
-                               f"{progress.get('done', '?')}/{progress.get('total', '?')}")
+                case = task.removeprefix(_WAIT_TASK).strip()
+                self.say(host, f"{case}: {progress.get('phase', '')} {progress.get('done', '?')}/"
+                               f"{progress.get('total', '?')}")
+        elif kind == "runner_on_ok" and task.startswith(_WAIT_TASK):
+            self.say(host, f"{task.removeprefix(_WAIT_TASK).strip()}: finished")
         elif kind == "runner_on_unreachable":
             self.say(host, f"unreachable: {res.get('msg', '')}")
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
@@ -71,36 +80,43 @@ def extravars(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
-def _stop_hosts(inventory: str, run_dir: str, private: Path) -> None:
+def _stop_hosts(inventory: str, run_dir: str, private: Path, extra: dict[str, str]) -> None:
+    """playbooks/stop.yml with the run's own variables (its hosts' folders may be overridden)."""
     import ansible_runner
 
     ansible_runner.run(private_data_dir=str(private), project_dir=str(paths.REPO),
                        playbook=str(paths.REPO / "playbooks" / "stop.yml"), inventory=inventory,
-                       extravars={"run_id": Path(run_dir).name}, quiet=True, ident="stop")
+                       extravars={**extra, "run_id": Path(run_dir).name}, quiet=True, ident="stop")
 
 
 def run(args: argparse.Namespace) -> int:
     import ansible_runner
 
+    # ansible-runner starts `ansible-playbook` from PATH: use the one beside this Python (the venv's).
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     progress = Progress()
     private = Path(tempfile.mkdtemp(prefix="fleetbench-runner-"))
     inventory = str(Path(args.inventory).resolve())
+    variables = extravars(args)
     cancelled = threading.Event()
+    # Ctrl-C cancels the playbook through ansible-runner (which ends ansible-playbook), then the hosts are
+    # told to stop this run's processes: they run detached (async) and would otherwise go on.
+    previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
     try:
         runner = ansible_runner.run(
             private_data_dir=str(private), project_dir=str(paths.REPO), playbook=str(paths.REPO / "run.yml"),
-            inventory=inventory, extravars=extravars(args), limit=args.limit, quiet=True, ident="main",
+            inventory=inventory, extravars=variables, limit=args.limit, quiet=True, ident="main",
             event_handler=progress, cancel_callback=cancelled.is_set,
             envvars={"ANSIBLE_CONFIG": str(paths.REPO / "ansible.cfg")},
         )
-        rc = runner.rc
-    except KeyboardInterrupt:
-        cancelled.set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    rc = runner.rc if runner.rc is not None else 1
+    if cancelled.is_set():
         rc = 130
-    if rc == 130 or cancelled.is_set():
-        print("interrupted: stopping this run's benchmark processes on the hosts ...", file=sys.stderr)
+        print("interrupted: stopping this run's benchmark processes on the hosts ...", file=sys.stderr, flush=True)
         if progress.run_dir:
-            _stop_hosts(inventory, progress.run_dir, private)
+            _stop_hosts(inventory, progress.run_dir, private, variables)
     if progress.run_dir:
         shutil.move(str(private), str(Path(progress.run_dir) / "ansible-runner"))
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +25,11 @@ class Log:
             stream.flush()
 
     def progress(self, what: str, done: int, total: int) -> None:
-        """Log about ten progress lines per phase."""
+        """Log about ten progress lines per phase, and keep progress.json current for the controller's poll."""
         if done == total or done % max(1, total // 10) == 0:
             self.info(f"{what} {done}/{total}")
+            state = {"phase": f"{self._prefix.removeprefix('[fleetbench] ')}{what}".strip(), "done": done,
+                     "total": total}
+            tmp = self.path.with_name(f".progress.{os.getpid()}.json")
+            tmp.write_text(json.dumps(state), encoding="utf-8")
+            os.replace(tmp, self.path.with_name("progress.json"))

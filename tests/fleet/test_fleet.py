@@ -108,5 +108,5 @@ def test_faults_stay_local(fleet, tmp_path):
     assert by_host[slow.name]["status"] == "timeout"
     for host in fleet.hosts:
         assert host.name in out
-    survivors = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in payload_pids()}
+    survivors = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in payload_pids(str(fleet.workdir))}
     assert not survivors, f"no benchmark process may survive the run: {survivors}"
