@@ -1,4 +1,7 @@
-"""The `fleetbench` command. Each subcommand lives in its own module exposing `register(subparsers)`."""
+"""fleetbench: DistilBERT inference benchmarks across a Xeon fleet (see README.md).
+
+Each subcommand lives in its own module exposing `register(subparsers)`.
+"""
 
 from __future__ import annotations
 

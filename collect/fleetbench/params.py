@@ -165,7 +165,8 @@ def validate(given: dict[str, Any]) -> dict[str, Any]:
         out[p.name] = coerce(p, raw[p.name]) if p.name in raw else p.default
 
     if out["warmup_steps"] is None:
-        out["warmup_steps"] = max(1, out["steps"] // 10)
+        # Accuracy mode evaluates the dev set once; one warm-up batch is enough there.
+        out["warmup_steps"] = 1 if out["mode"] == "accuracy" else max(1, out["steps"] // 10)
     if out["batch_size"] is None:
         out["batch_size"] = 100 if out["mode"] == "accuracy" else 1
     if out["mode"] == "latency" and out["batch_size"] != 1:

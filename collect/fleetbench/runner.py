@@ -27,7 +27,7 @@ from fleetbench.results import RunError
 
 # Playbook tasks whose events are worth a progress line (the rest are plumbing).
 _RUN_FOLDER_TASK = "Create the run folder on the controller"
-_CASE_TASK = "Run the case"
+_CASE_TASK = "Run the case "  # "Run the case NAME", not the role include "Run the cases (...)"
 _WAIT_TASK = "Wait for the case"
 
 
@@ -49,7 +49,7 @@ class Progress:
             self.run_dir = res.get("run_dir")
             self.say("controller", f"run folder {self.run_dir}")
         elif kind == "runner_on_start" and task.startswith(_CASE_TASK):
-            self.say(host, task.replace("Run the case", "running", 1))
+            self.say(host, f"running {task.removeprefix(_CASE_TASK)}")
         elif kind == "runner_retry" and task.startswith(_WAIT_TASK):
             try:
                 progress = json.loads(res.get("stdout") or "{}").get("progress") or {}

@@ -57,7 +57,7 @@ def create_run(results_dir: str | Path | None, cases: dict[str, list[dict[str, A
     host_dirs (each host's folder name under hosts/).
     """
     _check_shared_assets(cases)
-    root = Path(results_dir) if results_dir else default_results_dir()
+    root = Path(results_dir).resolve() if results_dir else default_results_dir()
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
     for _ in range(20):
