@@ -24,6 +24,10 @@ from markupsafe import Markup
 from fleetbench.summary import COLUMNS, Row, Summary
 
 NM_NOTE = "n/m: random-weights model, accuracy not meaningful"
+FLAG_NOTE = "(!): accuracy guard: more than 1 point below fp32 on the same model"
+MISMATCH_TITLE = "isa_mismatch: ran with require_isa=false on hosts lacking the precision's ISA (never compared)"
+MISMATCH_HEADERS = ("platform", "host", "case", "precision", "missing ISA", "throughput (samples/s)",
+                    "latency p50 (ms)", "accuracy (%)", "status")
 RULE = "#" + "=" * 48
 TEMPLATES = Path(__file__).parent / "templates"
 TEXT_HEADERS = ("platform", "host", "case", "precision", "throughput (samples/s)", "latency p50 (ms)",
@@ -38,7 +42,8 @@ def fmt_number(value: float | None) -> str:
 def fmt_accuracy(row: Row) -> str:
     if row.accuracy is None:
         return "-"
-    return fmt_number(row.accuracy) + ("" if row.accuracy_meaningful else " (n/m)")
+    return fmt_number(row.accuracy) + ("" if row.accuracy_meaningful else " (n/m)") + (" (!)" if row.accuracy_flag
+                                                                                     else "")
 
 
 def fmt_status(row: Row) -> str:
@@ -66,9 +71,15 @@ def _text_cells(row: Row) -> list[str]:
 
 
 def platform_tables(summary: Summary) -> str:
-    """One table per platform."""
-    return "\n\n".join(f"== {platform} ==\n" + text_table(TEXT_HEADERS, [_text_cells(r) for r in rows], NUMERIC)
-                       for platform, rows in summary.platforms())
+    """One table per platform, then the isa_mismatch rows apart."""
+    parts = [f"== {platform} ==\n" + text_table(TEXT_HEADERS, [_text_cells(r) for r in rows], NUMERIC)
+             for platform, rows in summary.platforms()]
+    mismatches = summary.isa_mismatches()
+    if mismatches:
+        cells = [[r.platform, r.host, r.case, r.precision or "-", r.isa_mismatch or "-", fmt_number(r.throughput),
+                  fmt_number(r.latency_p50_ms), fmt_accuracy(r), fmt_status(r)] for r in mismatches]
+        parts.append(f"== {MISMATCH_TITLE} ==\n" + text_table(MISMATCH_HEADERS, cells, frozenset({5, 6, 7})))
+    return "\n\n".join(parts)
 
 
 def _kpi_lines(row: Row) -> list[str]:
@@ -85,7 +96,7 @@ def _kpi_lines(row: Row) -> list[str]:
 def wsf_block(summary: Summary) -> str:
     """The reference's Key KPI block: one per passed host x case (in table order), or one saying none passed."""
     header = [RULE, "#Key KPI", RULE]
-    passed = [row for _, rows in summary.platforms() for row in rows if row.status == "passed"]
+    passed = [row for _, rows in summary.platforms() for row in rows if row.status == "passed"]  # no isa_mismatch
     if not passed:
         return "\n".join([*header, "#No case passed: no KPI to report."])
     return "\n\n".join(
@@ -102,6 +113,8 @@ def render_text(summary: Summary) -> str:
         parts.append(platform_tables(summary))
     if summary.has_unmeaningful_accuracy:
         parts.append(NM_NOTE)
+    if summary.has_accuracy_flags:
+        parts.append(FLAG_NOTE)
     parts.append(wsf_block(summary))
     return "\n\n".join(parts) + "\n"
 
@@ -140,4 +153,5 @@ def environment() -> Environment:
 def render_markdown(summary: Summary) -> str:
     """report.md, from templates/report.md.j2."""
     template = environment().get_template("report.md.j2")
-    return template.render(summary=summary, counts=fmt_counts(summary), nm_note=NM_NOTE, wsf=wsf_block(summary))
+    return template.render(summary=summary, counts=fmt_counts(summary), nm_note=NM_NOTE, flag_note=FLAG_NOTE,
+                           mismatch_title=MISMATCH_TITLE, wsf=wsf_block(summary))

@@ -6,6 +6,11 @@ run.json (precision, and the batch size when run.json's mode is the case's mode)
 
 A run is ``complete`` when it has at least one row and every row ``passed`` or was ``skipped`` with a
 reason (the reader guarantees a skipped result states one); otherwise it is ``partial``.
+
+Two marks travel with a row (in summary.json only when set; kpi.csv keeps its columns, and the payload's
+reason already says both): ``isa_mismatch`` (the flags the host lacked when the case ran anyway with
+``require_isa=false``: the report lists such rows apart, never in the platform tables) and
+``accuracy_flag`` (the accuracy guard: a reduced precision more than 1 point below fp32 on the same model).
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ class Row:
     accuracy_meaningful: bool | None
     status: str
     reason: str
+    isa_mismatch: str | None = None  # the ISA flags the host lacked (require_isa=false)
+    accuracy_flag: str | None = None  # why the accuracy guard flagged the row
 
 
-COLUMNS = tuple(f.name for f in fields(Row))
+MARKS = ("isa_mismatch", "accuracy_flag")
+COLUMNS = tuple(f.name for f in fields(Row) if f.name not in MARKS)
 
 
 @dataclass(frozen=True)
@@ -60,11 +68,21 @@ class Summary:
     def has_unmeaningful_accuracy(self) -> bool:
         return any(row.accuracy_meaningful is False for row in self.rows)
 
+    @property
+    def has_accuracy_flags(self) -> bool:
+        return any(row.accuracy_flag for row in self.rows)
+
+    def isa_mismatches(self) -> list[Row]:
+        """Rows that ran without their precision's ISA: shown apart, never in the platform tables."""
+        return [row for row in self.rows if row.isa_mismatch]
+
     def platforms(self) -> list[tuple[str, list[Row]]]:
-        """Rows grouped by platform, platforms sorted by name with the unknown one last."""
+        """Rows grouped by platform, platforms sorted by name with the unknown one last (isa_mismatch rows
+        are not in them: see :meth:`isa_mismatches`)."""
         groups: dict[str, list[Row]] = {}
         for row in self.rows:
-            groups.setdefault(row.platform, []).append(row)
+            if not row.isa_mismatch:
+                groups.setdefault(row.platform, []).append(row)
         return sorted(groups.items(), key=lambda item: (item[0] == UNKNOWN_PLATFORM, item[0]))
 
     def to_json(self) -> dict[str, Any]:
@@ -74,7 +92,7 @@ class Summary:
             "started_at": self.started_at,
             "status": self.status,
             "counts": dict(self.counts),
-            "rows": [asdict(row) for row in self.rows],
+            "rows": [{k: v for k, v in asdict(row).items() if k not in MARKS or v is not None} for row in self.rows],
         }
 
 
@@ -101,6 +119,25 @@ def _meaningful(result: Mapping[str, Any], kpi: Mapping[str, Any]) -> bool:
     return kpi.get("accuracy_meaningful") is not False and source != "synthetic"
 
 
+def _isa_mismatch(result: Mapping[str, Any]) -> str | None:
+    mismatch = result.get("isa_mismatch")
+    if not mismatch:
+        return None
+    missing = mismatch.get("missing") if isinstance(mismatch, Mapping) else None
+    flags = [one_line(str(m), 40) for m in missing] if isinstance(missing, list) else []
+    return ", ".join(flags) or "unstated"
+
+
+def _accuracy_flag(result: Mapping[str, Any]) -> str | None:
+    guard = result.get("accuracy_guard")
+    if not isinstance(guard, Mapping) or guard.get("flagged") is not True:
+        return None
+    drop, fp32 = guard.get("drop_points"), guard.get("fp32_accuracy")
+    if isinstance(drop, (int, float)) and isinstance(fp32, (int, float)):
+        return f"{drop:.2f} points below fp32 ({fp32:.2f}%)"
+    return "more than 1 point below fp32"
+
+
 def make_row(record: Record, run_params: Mapping[str, Any], host_platform: Mapping[str, Any]) -> Row:
     result = record.result or {}
     platform = result.get("platform") or host_platform
@@ -124,6 +161,8 @@ def make_row(record: Record, run_params: Mapping[str, Any], host_platform: Mappi
         accuracy_meaningful=None if accuracy is None else _meaningful(result, kpi),
         status=record.status,
         reason=record.reason,
+        isa_mismatch=_isa_mismatch(result),
+        accuracy_flag=_accuracy_flag(result) if record.status == "passed" else None,
     )
 
 

@@ -1,7 +1,10 @@
-"""Run one case from CASE.json and write result.json.
+"""Run one case from CASE.json and write result.json: the launcher.
 
-Everything here runs before torch is imported: the ISA gate, core placement and the OpenMP/oneDNN
-environment must be settled first, because those libraries read their settings when they load.
+The launcher settles everything before an instance imports torch: the ISA gate, core placement, the memory
+estimate, the allocator/OpenMP preloads and the OpenMP/oneDNN environment (those libraries read their
+settings when they load). Then it starts the instance processes (:mod:`fleetbench_payload.launch`), holds
+them at a barrier so their timed phases start together, and turns what they report into result.json.
+It imports torch only to build the synthetic model when asked for one.
 """
 
 from __future__ import annotations
@@ -10,16 +13,15 @@ import json
 import os
 import platform
 import signal
-import threading
+import tempfile
 import traceback
 from datetime import datetime, timezone
 from importlib import metadata
-from multiprocessing import get_context
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from fleetbench_payload import cpuinfo, placement
+from fleetbench_payload import cpuinfo, launch, memory, placement
+from fleetbench_payload.calibration import accuracy_guard
 from fleetbench_payload.dataset import read_sst2
 from fleetbench_payload.errors import CaseError, one_line, stage
 from fleetbench_payload.fileio import write_json_atomic
@@ -30,6 +32,7 @@ from fleetbench_payload.stats import summarize
 
 SCHEMA_VERSION = 1
 REQUIRED_PARAMS = ("mode", "precision", "steps", "warmup_steps", "batch_size", "max_seq_length")
+BACKENDS = ("ipex", "inductor")
 STACK = {"torch": "torch", "ipex": "intel_extension_for_pytorch", "transformers": "transformers",
          "tokenizers": "tokenizers", "numpy": "numpy", "safetensors": "safetensors"}
 
@@ -109,39 +112,47 @@ def _stack_versions(lock_sha256: str | None) -> dict[str, Any]:
 def _execute(case: dict[str, Any], doc: dict[str, Any], log: Log, dry_run: bool) -> None:
     params = case["params"]
     precision, mode = params["precision"], params["mode"]
+    backend = params.get("backend", "ipex")
     detected = cpuinfo.detect()
     doc["platform"] = detected["platform"]
-    provenance: dict[str, Any] = {"stack": _stack_versions(case.get("lock_sha256"))}
+    # host_state: governor, THP, SMT, turbo, NUMA, kernel, microcode, load, read by the tune role before the case.
+    provenance: dict[str, Any] = {"stack": _stack_versions(case.get("lock_sha256")),
+                                  "host_state": case.get("host_state") or {}}
     doc["provenance"] = provenance
     if dry_run:
         raise CaseError("dry run", status="skipped")
     missing = cpuinfo.missing_isa(precision, detected["platform"]["isa"])
-    if missing:
+    if missing and params.get("require_isa", True):
         raise CaseError(f"precision {precision} needs {', '.join(missing)}, which this host "
                         f"({detected['platform']['name']}) lacks", status="skipped")
-    if params.get("backend", "ipex") != "ipex":
-        raise CaseError(f"backend {params['backend']} is not implemented")
+    if missing:
+        doc["isa_mismatch"] = {"missing": missing}
+        doc["warnings"].append(f"require_isa=false: {precision} ran on a host without {', '.join(missing)}; the "
+                               "result is marked isa_mismatch and never enters comparisons or baselines")
+        log.info(f"require_isa=false: running {precision} without {', '.join(missing)} (isa_mismatch)")
+    if backend not in BACKENDS:
+        raise CaseError(f"backend {backend} is not implemented (implemented: {', '.join(BACKENDS)})")
 
     plan = placement.plan(params, detected["host"], os.sched_getaffinity(0))
     doc["warnings"] += plan.warnings
-    if params.get("weight_sharing") and len(plan.instances) > 1:
-        doc["warnings"].append("weight_sharing=true: each instance process holds its own copy of the weights "
-                               "(shared-weight streams are not implemented yet)")
-    placement.apply(placement.environment(precision, plan.cores_per_instance, params.get("onednn_verbose", 0)))
-    provenance["environment"] = placement.recorded_environment()
-    if len(plan.instances) == 1:
-        os.sched_setaffinity(0, plan.instances[0])  # before torch starts any thread; threads inherit it
+    # Weight sharing: one process holds the model, one stream per core group; else one process per instance.
+    sharing = bool(params.get("weight_sharing")) and len(plan.instances) > 1
+    layout = [plan.instances] if sharing else [[cpus] for cpus in plan.instances]
+    min_duration = int(params.get("min_duration_s", 0))
+    if mode == "accuracy" and min_duration:
+        doc["warnings"].append("min_duration_s does not apply in accuracy mode (one pass over the dev set)")
+        min_duration = 0
 
     dataset_dir = Path(case["dataset_dir"])
     dev = read_sst2(dataset_dir / "dev.tsv")
     provenance["dataset"] = {"split": "dev", "sha256": dev.sha256, "sentences": len(dev.sentences)}
-
+    cache_dir = Path(case["cache_dir"])
     source = params.get("model_source", "hub")
     if source == "synthetic":
-        from fleetbench_payload import synthetic  # imports torch: only now that the environment is set
+        from fleetbench_payload import synthetic  # imports torch (the instances run in their own processes)
 
         with stage("synthetic model build"):
-            folder, key = synthetic.ensure(Path(case["cache_dir"]), dataset_dir / "train.tsv", log)
+            folder, key = synthetic.ensure(cache_dir, dataset_dir / "train.tsv", log)
         model_id, revision = "synthetic/distilbert-base-uncased", key
     else:
         folder = Path(case["model_dir"])
@@ -153,77 +164,115 @@ def _execute(case: dict[str, Any], doc: dict[str, Any], log: Log, dry_run: bool)
     if source == "synthetic":
         log.info("accuracy not meaningful (random weights)")
 
-    specs = [InstanceSpec(index=i, cpus=cpus, mode=mode, precision=precision, batch_size=params["batch_size"],
-                          max_seq_length=params["max_seq_length"], steps=params["steps"],
-                          warmup_steps=params["warmup_steps"], model_folder=str(folder),
-                          use_safetensors=files.use_safetensors, dev_tsv=str(dev.path),
-                          log_path=str(log.path), log_prefix=f"instance {i}: " if len(plan.instances) > 1 else "")
-             for i, cpus in enumerate(plan.instances)]
-    log.info(f"{len(specs)} instance(s) x {plan.cores_per_instance} cores: {plan.instances}")
-    results = _launch(specs, log)
+    need = memory.estimate(folder, backend=backend, batch_size=params["batch_size"],
+                           max_seq_length=params["max_seq_length"], processes=len(layout),
+                           streams_per_process=len(layout[0]))
+    available = detected["host"].get("mem_available_kb")
+    need["available_mib"] = round(available / 1024) if available else None
+    doc["memory"] = need
+    if available and need["estimate_mib"] * 1024 > available:
+        raise CaseError(f"this case needs an estimated {need['estimate_mib']} MiB ({need['formula']}: "
+                        f"{need['processes']} x {need['per_process_mib']} MiB), but the host has "
+                        f"{need['available_mib']} MiB available; lower instance_number, batch_size or "
+                        "max_seq_length, or use weight_sharing")
 
-    kpi, instances = summarize(results)
+    all_cpus = sorted(c for streams in layout for cpus in streams for c in cpus)
+    nodes = [placement.nodes_of([c for cpus in streams for c in cpus], detected["host"]) for streams in layout]
+    runtime = placement.find_runtime(all_cpus, placement.nodes_of(all_cpus, detected["host"]))
+    doc["warnings"] += [note for note in runtime.notes if "numactl does not work" in note]
+    env = placement.environment(precision, plan.cores_per_instance, params.get("onednn_verbose", 0), runtime)
+    # torch.compile's cache (FX graphs, compiled kernels) under the host cache, unless the host sets its own.
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(
+        cache_dir / "inductor" / (case.get("lock_sha256") or "unlocked")[:16])
+    instance_env = {k: v for k, v in os.environ.items() if env.get(k, "") is not None}
+    instance_env.update({k: v for k, v in env.items() if v is not None})
+    provenance["environment"] = placement.recorded_environment(instance_env)
+
+    verify = params.get("verify_isa")
+    if verify is None or verify == "auto":
+        verify = precision.startswith("amx_") or precision == "avx_int8"
+    train_tsv = dataset_dir / "train.tsv"
+    with tempfile.TemporaryDirectory(prefix=".instances-", dir=case_out_dir(log)) as work:
+        specs = []
+        first_stream = 0
+        for i, streams in enumerate(layout):
+            prefix = f"instance {i}: " if len(layout) > 1 else ""
+            specs.append(InstanceSpec(
+                index=i, streams=streams, first_stream=first_stream, mode=mode, precision=precision,
+                backend=backend, batch_size=params["batch_size"], max_seq_length=params["max_seq_length"],
+                steps=params["steps"], warmup_steps=params["warmup_steps"], min_duration_s=min_duration,
+                model_folder=str(folder), use_safetensors=files.use_safetensors, model_files=files.sha256,
+                dev_tsv=str(dev.path), train_tsv=str(train_tsv), cache_dir=str(cache_dir),
+                lock_sha256=case.get("lock_sha256"), verify_isa=bool(verify), host_lacks_isa=bool(missing),
+                accuracy_reference=mode == "accuracy" and precision != "avx_fp32", log_path=str(log.path),
+                log_prefix=prefix, result_path=str(Path(work) / f"instance-{i}.json"), barrier=len(layout) > 1))
+            first_stream += len(streams)
+        shape = f"1 process, {len(layout[0])} streams sharing the weights" if sharing else f"{len(layout)} instance(s)"
+        log.info(f"{shape} x {plan.cores_per_instance} cores: {plan.instances}")
+        try:
+            results = launch.run(specs, runtime, nodes, instance_env, log)
+        except CaseError as exc:
+            if exc.details.get("isa_verification"):
+                doc["isa_verification"] = exc.details["isa_verification"]
+            if exc.details.get("execution"):
+                doc["execution"] = exc.details["execution"]  # what ran up to the failure
+            raise
+    _assemble(doc, params, results, plan, runtime, nodes, source, log)
+
+
+def case_out_dir(log: Log) -> Path:
+    return log.path.parent
+
+
+def _assemble(doc: dict[str, Any], params: dict[str, Any], results: list[dict[str, Any]], plan: placement.Plan,
+              runtime: placement.Runtime, nodes: list[list[int]], source: str, log: Log) -> None:
+    precision, mode = params["precision"], params["mode"]
+    streams = [s for r in results for s in r["streams"]]
+    kpi, instances = summarize(streams)
+    for inst, stream in zip(instances, sorted(streams, key=lambda s: s["index"]), strict=True):
+        inst["affinity"] = stream["observed_cpus"]
     first = results[0]
-    provenance["stack"].update(first["versions"])
-    doc["execution"] = {**first["execution"], "cpus": sorted(c for i in instances for c in i["cpus"]),
-                        "instance_number": len(instances), "cores_per_instance": plan.cores_per_instance}
+    doc["provenance"]["stack"].update({k: v for k, v in first["versions"].items() if v is not None})
+    execution = {**first["execution"], "cpus": sorted(c for i in instances for c in i["cpus"]),
+                 "instance_number": len(instances), "cores_per_instance": plan.cores_per_instance,
+                 "processes": len(results)}
+    execution["launch"] = {**runtime.describe(), "preloaded": runtime.preload(),
+                           "loaded_libraries": first["loaded_libraries"],
+                           "membind": nodes if runtime.numactl else None,
+                           "thread_affinity": [r["thread_affinity"] for r in results]}
+    doc["execution"] = execution
+    doc["memory"]["peak_rss_mib"] = [r["peak_rss_mib"] for r in results]
+    if first.get("isa_verification"):
+        doc["isa_verification"] = first["isa_verification"]
+    minimum = int(params.get("min_duration_s", 0))
+    kpi["min_duration_s"] = minimum if mode != "accuracy" else 0
+    kpi["min_duration_met"] = all(i["wall_s"] >= minimum for i in instances) if mode != "accuracy" else None
     kpi["accuracy_meaningful"] = source != "synthetic"
-    kpi["accuracy"] = 100 * first["correct"] / first["evaluated"] if mode == "accuracy" else None
+    accuracy = None
+    if mode == "accuracy":
+        stream = streams[0]
+        accuracy = 100 * stream["correct"] / stream["evaluated"]
+    kpi["accuracy"] = accuracy
     doc["kpi"], doc["instances"] = kpi, instances
-    _log_kpis(log, kpi, instances, first if mode == "accuracy" else None)
+    _log_kpis(log, kpi, instances, streams[0] if mode == "accuracy" else None)
     summary = f"{precision} {mode}: {kpi['throughput']:.2f} sentences/s, p50 {kpi['latency_ms']['p50']:.2f} ms"
-    if kpi["accuracy"] is not None:
-        summary += f", accuracy {kpi['accuracy']:.2f}%" + ("" if kpi["accuracy_meaningful"] else " (random weights)")
+    if accuracy is not None:
+        summary += f", accuracy {accuracy:.2f}%" + ("" if kpi["accuracy_meaningful"] else " (random weights)")
+        reference = first.get("accuracy_reference")
+        if reference:
+            guard = accuracy_guard(accuracy, reference, kpi["accuracy_meaningful"])
+            doc["accuracy_guard"] = guard
+            if guard["flagged"]:
+                message = (f"accuracy guard: {accuracy:.2f}% is {guard['drop_points']:.2f} points below fp32 "
+                           f"({guard['fp32_accuracy']:.2f}%) on the same model, more than {guard['threshold_points']}")
+                doc["warnings"].append(message)
+                summary += f"; {message}"
+                log.info(message)
+    if not kpi["min_duration_met"] and mode != "accuracy":
+        summary += f"; min_duration_s={minimum} not met"
+    if doc.get("isa_mismatch"):
+        summary += f" (isa_mismatch: host lacks {', '.join(doc['isa_mismatch']['missing'])})"
     doc["status"], doc["reason"] = "passed", summary
-
-
-def _launch(specs: list[InstanceSpec], log: Log) -> list[dict[str, Any]]:
-    """Run the instances: in this process when there is one, else one pinned process each."""
-    if len(specs) == 1:
-        from fleetbench_payload import instance  # imports torch: only now that the environment is set
-
-        return [instance.run(specs[0], log)]
-    ctx = get_context("spawn")  # fresh interpreters: no OpenMP state inherited through fork
-    barrier = ctx.Barrier(len(specs))
-    pipes = [ctx.Pipe(duplex=False) for _ in specs]
-    procs = [ctx.Process(target=_worker, args=(spec, barrier, send), name=f"fleetbench-instance-{spec.index}")
-             for spec, (_, send) in zip(specs, pipes, strict=True)]
-    for proc in procs:
-        proc.start()
-    results: dict[int, dict[str, Any]] = {}
-    try:
-        while len(results) < len(specs) and not any("error" in r for r in results.values()):
-            wait([recv for recv, _ in pipes] + [p.sentinel for p in procs])
-            for i, ((recv, _), proc) in enumerate(zip(pipes, procs, strict=True)):
-                if i not in results and recv.poll():
-                    results[i] = recv.recv()
-                elif i not in results and proc.exitcode is not None:
-                    results[i] = {"index": i, "error": f"exited with code {proc.exitcode} before reporting"}
-    finally:
-        for proc in procs:  # after a failure the others have nothing left to measure
-            if proc.is_alive() and len(results) < len(specs):
-                proc.terminate()
-            proc.join()
-    errors = [r for r in results.values() if "error" in r]
-    if errors:
-        raise CaseError(f"instance {errors[0]['index']}: {errors[0]['error']}")
-    return [results[i] for i in range(len(specs))]
-
-
-def _worker(spec: InstanceSpec, barrier: threading.Barrier, conn: Connection) -> None:
-    os.sched_setaffinity(0, spec.cpus)  # before torch starts any thread
-    log = Log(Path(spec.log_path), spec.log_prefix)
-    try:
-        from fleetbench_payload import instance
-
-        conn.send(instance.run(spec, log, barrier))
-    except CaseError as exc:
-        if exc.__cause__ is not None:
-            log.raw("".join(traceback.format_exception(exc.__cause__)))
-        conn.send({"index": spec.index, "error": exc.reason})
-    except BaseException as exc:
-        log.raw(traceback.format_exc())
-        conn.send({"index": spec.index, "error": f"payload error: {one_line(exc)}"})
 
 
 def _log_kpis(log: Log, kpi: dict[str, Any], instances: list[dict[str, Any]],
@@ -235,6 +284,7 @@ def _log_kpis(log: Log, kpi: dict[str, Any], instances: list[dict[str, Any]],
         log.raw(f"P50 Latency {lat['p50']:.3f} ms")
         log.raw(f"P90 Latency {lat['p90']:.3f} ms")
         log.raw(f"P99 Latency {lat['p99']:.3f} ms")
+        log.raw(f"P99.9 Latency {lat['p999']:.3f} ms")
         log.raw(f"Mean Latency {lat['mean']:.3f} ms")
     log.info(f"total throughput {kpi['throughput']:.3f} sentences/s over {len(instances)} instance(s): "
              f"{kpi['samples_timed']} samples in {kpi['iterations_timed']} timed iterations; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 MAX_REASON = 1000
 
@@ -11,10 +12,11 @@ MAX_REASON = 1000
 class CaseError(Exception):
     """The case cannot pass. ``reason`` is the one-line reason recorded in result.json."""
 
-    def __init__(self, reason: str, status: str = "failed") -> None:
+    def __init__(self, reason: str, status: str = "failed", details: dict[str, Any] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.details = details or {}  # what was recorded on the way (e.g. an ISA check), kept in the result
 
 
 def one_line(exc: BaseException) -> str:

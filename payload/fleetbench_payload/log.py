@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 
@@ -30,6 +31,7 @@ class Log:
             self.info(f"{what} {done}/{total}")
             state = {"phase": f"{self._prefix.removeprefix('[fleetbench] ')}{what}".strip(), "done": done,
                      "total": total}
-            tmp = self.path.with_name(f".progress.{os.getpid()}.json")
+            # One temporary file per thread: weight-sharing streams report from threads of one process.
+            tmp = self.path.with_name(f".progress.{os.getpid()}.{threading.get_ident()}.json")
             tmp.write_text(json.dumps(state), encoding="utf-8")
             os.replace(tmp, self.path.with_name("progress.json"))

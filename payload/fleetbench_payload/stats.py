@@ -17,7 +17,7 @@ def percentile(values: list[float], q: float) -> float:
 def latency_ms(seconds: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in seconds]
     return {"mean": sum(ms) / len(ms), "p50": percentile(ms, 50), "p90": percentile(ms, 90),
-            "p99": percentile(ms, 99)}
+            "p99": percentile(ms, 99), "p999": percentile(ms, 99.9)}
 
 
 def summarize(results: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

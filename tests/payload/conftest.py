@@ -22,7 +22,7 @@ def tiny_model(stack_python: Path) -> Path:
     def train(out: Path) -> None:
         proc = subprocess.run([str(stack_python), str(TRAIN_TINY), "--train", str(SST2 / "train.tsv"),
                                "--dev", str(SST2 / "dev.tsv"), "--out", str(out)],
-                              capture_output=True, text=True, timeout=900)
+                              capture_output=True, text=True, timeout=2400)  # ~2.5 min idle
         assert proc.returncode == 0, f"train_tiny.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
     return build_once(CACHE / f"tiny-{key}", train)

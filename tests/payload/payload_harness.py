@@ -33,6 +33,11 @@ TRAIN_TINY = Path(__file__).with_name("train_tiny.py")
 
 sys.path.insert(0, str(PAYLOAD))  # the stdlib-only payload modules are unit-tested in this venv too
 
+from fleetbench_payload import cpuinfo  # noqa: E402  (stdlib only; found through the path above)
+
+HOST = cpuinfo.detect()  # this machine: tests derive what must run or skip from its flags, never from a list
+ISA = HOST["platform"]["isa"]
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -71,10 +76,12 @@ class PayloadRunner:
         self.count = 0
 
     def __call__(self, *, model_dir: Path | None = None, expected: dict[str, str] | None = None,
-                 cache_dir: Path | None = None, pythonpath: tuple[Path, ...] = (),
-                 extra_args: tuple[str, ...] = (), **given: Any) -> Run:
+                 cache_dir: Path | None = None, pythonpath: tuple[Path, ...] = (), extra_args: tuple[str, ...] = (),
+                 name: str | None = None, cpus: set[int] | None = None, env: dict[str, str] | None = None,
+                 **given: Any) -> Run:
+        """``cpus``: run the payload with this CPU affinity (it places instances on the cores it may use)."""
         self.count += 1
-        work = self.tmp_path / f"run{self.count}"
+        work = self.tmp_path / (name or f"run{self.count}")
         work.mkdir()
         given.setdefault("precision", "avx_fp32")
         if model_dir is not None and "model_source" not in given:
@@ -85,11 +92,13 @@ class PayloadRunner:
                 "cache_dir": str(cache_dir or work / "cache"), "lock_sha256": sha256(STACK_LOCK),
                 "expected_model_sha256": expected}
         (work / "case.json").write_text(json.dumps(case), encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (PAYLOAD, *pythonpath))}
+        full_env = {**os.environ, **(env or {}),
+                    "PYTHONPATH": os.pathsep.join(str(p) for p in (PAYLOAD, *pythonpath))}
         started = time.monotonic()
         proc = subprocess.run([str(self.python), "-m", "fleetbench_payload", "run", "--case", str(work / "case.json"),
                                "--out", str(work / "out"), *extra_args],
-                              cwd=PAYLOAD, env=env, capture_output=True, text=True, timeout=600)
+                              cwd=PAYLOAD, env=full_env, capture_output=True, text=True, timeout=900,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         seconds = time.monotonic() - started
         log = (work / "out" / "payload.log").read_text(encoding="utf-8")
         assert proc.returncode == 0, f"payload exited {proc.returncode}:\n{log}\n{proc.stderr[-3000:]}"

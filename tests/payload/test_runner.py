@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from payload_harness import PAYLOAD, SST2, PayloadRunner, sha256
+from payload_harness import HOST, ISA, PAYLOAD, SST2, PayloadRunner, sha256
 
 pytestmark = pytest.mark.stack
 
-_spec = importlib.util.spec_from_file_location("host_cpuinfo", PAYLOAD / "fleetbench_payload" / "cpuinfo.py")
-assert _spec and _spec.loader
-cpuinfo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cpuinfo)
-HOST = cpuinfo.detect()
-ISA = HOST["platform"]["isa"]
 PHYSICAL_CORES = HOST["host"]["physical_cores"]
 
 
@@ -77,8 +71,17 @@ def test_throughput_and_latency_figures_are_consistent(run_payload: PayloadRunne
     assert "torch.jit.trace" in execution["path"] and execution["dtype"] == "float32"
     cores = len(HOST["host"]["numa_nodes"][0]["cores"])
     assert execution["threads"] == cores == len(execution["cpus"])
+    assert doc["instances"][0]["affinity"] == execution["cpus"]
     env = doc["provenance"]["environment"]
     assert env["OMP_NUM_THREADS"] == str(cores)
+    launch = execution["launch"]
+    if launch["allocator"]:  # jemalloc or tcmalloc was found: it is preloaded and really mapped in the instance
+        assert env["LD_PRELOAD"].startswith(launch["allocator_path"])
+        assert any(launch["allocator"] in lib for lib in launch["loaded_libraries"])
+    assert (launch["numactl"] is None) == (shutil.which("numactl") is None) or "numactl does not work" in str(
+        launch["notes"])
+    assert kpi["latency_ms"]["p99"] <= kpi["latency_ms"]["p999"]
+    assert kpi["min_duration_met"] is True and doc["memory"]["peak_rss_mib"][0] > 0
     assert env["ONEDNN_MAX_CPU_ISA"] == execution["isa_caps"]["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_VNNI"
     if ISA["avx512f"]:
         assert execution["isa_caps"]["onednn_isa"] == "AVX512_VNNI"
@@ -95,14 +98,6 @@ def test_amx_precision_is_skipped_without_amx(run_payload: PayloadRunner) -> Non
     assert "kpi" not in doc and "instances" not in doc
     assert "Throughput" not in run.log
     assert run.seconds < 10, "the ISA gate should answer before torch is imported"
-
-
-@pytest.mark.skipif(not ISA["avx512_vnni"], reason="this host lacks AVX-512 VNNI")
-def test_unimplemented_precision_fails_clearly(run_payload: PayloadRunner, tiny_model: Path) -> None:
-    doc = run_payload(model_dir=tiny_model, precision="avx_int8", steps=2).result
-    assert doc["status"] == "failed"
-    assert "avx_int8 is not implemented yet" in doc["reason"]
-    assert "kpi" not in doc
 
 
 def test_dry_run_touches_no_model(run_payload: PayloadRunner) -> None:
@@ -184,6 +179,23 @@ def test_synthetic_full_size_model_is_built_once_and_runs(run_payload: PayloadRu
     assert second.result["provenance"]["model"] == model
 
 
+def test_synthetic_vocabulary_is_the_same_on_every_host(stack_python: Path, tmp_path: Path) -> None:
+    """Two hosts building "the same" synthetic model must get the same files: build the tokenizer in two
+    processes with different hash seeds (the Rust trainer's tie-breaking differed between processes)."""
+    code = ("import sys; from pathlib import Path; from fleetbench_payload.dataset import read_sst2; "
+            "from fleetbench_payload.synthetic import build_tokenizer; "
+            "build_tokenizer(read_sst2(Path(sys.argv[1])).sentences, 30522, Path(sys.argv[2]))")
+    built = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        out.mkdir()
+        subprocess.run([str(stack_python), "-c", code, str(SST2 / "train.tsv"), str(out)], check=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(PAYLOAD), "PYTHONHASHSEED": seed})
+        built.append({f.name: sha256(f) for f in sorted(out.iterdir())})
+    assert built[0] == built[1]
+    assert {"vocab.txt", "tokenizer.json"} <= set(built[0])
+
+
 def test_jit_trace_failure_fails_the_case(run_payload: PayloadRunner, tiny_model: Path, tmp_path: Path) -> None:
     # sitecustomize runs at interpreter start: make torch.jit.trace raise, as a real tracing error would.
     hook = tmp_path / "hook"
@@ -201,23 +213,50 @@ def test_jit_trace_failure_fails_the_case(run_payload: PayloadRunner, tiny_model
 
 
 @pytest.mark.skipif(PHYSICAL_CORES < 2, reason="needs two physical cores")
-def test_two_pinned_instances_start_their_timed_phase_together(run_payload: PayloadRunner,
-                                                               tiny_model: Path) -> None:
-    run = run_payload(model_dir=tiny_model, mode="throughput", batch_size=2, steps=30, warmup_steps=3,
-                      max_seq_length=64, cores_per_instance=1, instance_number=2)
+def test_two_pinned_instances_start_their_timed_phase_together(run_payload: PayloadRunner, tiny_model: Path,
+                                                               tmp_path: Path) -> None:
+    # The instance on the second core starts 4 s late (before it even imports torch): only the barrier can make
+    # the two timed phases (each at least min_duration_s = 2 s) overlap.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    late = HOST["host"]["numa_nodes"][0]["cores"][1] if len(HOST["host"]["numa_nodes"][0]["cores"]) > 1 else None
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys, time\n"
+        f"if 'instance' in sys.argv and os.sched_getaffinity(0) == {{{late}}}:\n"
+        "    time.sleep(4)\n")
+    run = run_payload(model_dir=tiny_model, mode="throughput", batch_size=2, steps=5, warmup_steps=2,
+                      max_seq_length=64, cores_per_instance=1, instance_number=2, min_duration_s=2,
+                      pythonpath=(hook,))
     doc = run.result
     assert doc["status"] == "passed", doc["reason"]
     instances = doc["instances"]
     assert [i["index"] for i in instances] == [0, 1]
     assert len(instances[0]["cpus"]) == len(instances[1]["cpus"]) == 1
     assert set(instances[0]["cpus"]).isdisjoint(instances[1]["cpus"])
+    assert [i["affinity"] for i in instances] == [i["cpus"] for i in instances], "affinity read inside each instance"
+    assert [set(a) for a in doc["execution"]["launch"]["thread_affinity"]] == [{str(c)} for i in instances
+                                                                                for c in i["cpus"]]
     kpi = doc["kpi"]
     assert kpi["throughput"] == pytest.approx(sum(i["throughput"] for i in instances))
-    assert kpi["samples_timed"] == 2 * 30 * 2
-    assert kpi["overlap"] > 0.5
+    assert kpi["samples_timed"] == sum(i["samples_timed"] for i in instances)
+    assert kpi["min_duration_s"] == 2 and kpi["min_duration_met"] is True
+    assert all(i["wall_s"] >= 2 and i["iterations_timed"] > 5 for i in instances), "min_duration_s kept iterating"
+    assert kpi["overlap"] > 0.8, "the late instance's timed phase did not start with the other's"
+    assert "all 2 instances ready: starting the timed phase together" in run.log
     assert doc["execution"]["threads"] == 1 and doc["execution"]["instance_number"] == 2
+    assert doc["execution"]["processes"] == 2 and doc["execution"]["weight_sharing"] is False
     assert kpi_lines(run.log, "Throughput") == [pytest.approx(i["throughput"], abs=1e-3) for i in instances]
-    assert "instance 1: step 30/30" in run.log
+    assert "instance 1: step 5/5" in run.log
+
+
+def test_case_that_cannot_fit_in_memory_fails_before_loading(run_payload: PayloadRunner, tiny_model: Path) -> None:
+    run = run_payload(model_dir=tiny_model, batch_size=4096, max_seq_length=512, instance_number=1)
+    doc = run.result
+    assert doc["status"] == "failed"
+    assert re.search(r"needs an estimated \d+ MiB \(processes x \(runtime \d+ MiB \+ 3 x weights \+ streams x "
+                     r"activations\): 1 x \d+ MiB\), but the host has \d+ MiB available", doc["reason"]), doc["reason"]
+    assert doc["memory"]["estimate_mib"] > doc["memory"]["available_mib"]
+    assert "preparing" not in run.log and run.seconds < 10
 
 
 def test_unreadable_case_file_exits_nonzero_without_a_result(stack_python: Path, tmp_path: Path) -> None:

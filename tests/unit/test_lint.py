@@ -15,6 +15,7 @@ BIN = Path(sys.executable).parent
     ["yamllint", "-s", "."],
     ["ansible-playbook", "--syntax-check", "run.yml"],
     ["ansible-playbook", "--syntax-check", "playbooks/provision.yml"],
+    ["ansible-playbook", "--syntax-check", "playbooks/selfcheck.yml"],
     ["ansible-lint", "--profile", "production", "--offline", "-q"],
 ], ids=lambda c: c[0] + (" " + c[-1] if "syntax" in " ".join(c) else ""))
 def test_clean(cmd):
