@@ -1,7 +1,9 @@
 """Regression check for nightly runs: ``fleetbench check``.
 
 Judges the newest run (or --run) against the history of the same host (or, with --by platform, the median
-of the platform's hosts per run), case, precision, batch size and stack, over the last --window runs:
+of the platform's hosts per run), case, precision, batch size, setting (sequence length, backend, instance
+layout, model, ...: see :mod:`fleetbench.setting`) and stack, over the last --window runs; a run is never
+judged against the history of another setting:
 
 - performance KPIs (throughput; latency p50 and p99 in latency mode): change-point detection on medians
   (:func:`fleetbench.stats.judge`): a new level that started within the last --recent runs, differs from
@@ -26,8 +28,11 @@ from fleetbench import db, stats
 from fleetbench.db import DatabaseError
 from fleetbench.history import KPIS, Kpi, Sample, describe_excluded, excluded_counts, load_samples, newest_run, per_run
 from fleetbench.render import fmt_number
+from fleetbench.setting import Setting
 
 BY = ("host", "platform")
+# host or platform, case, precision, batch size, setting, stack
+SeriesKey = tuple[str, str, str, int | None, Setting, str]
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Finding:
-    key: tuple[str, str, str, int | None, str]  # host or platform, case, precision, batch size, stack
+    key: SeriesKey
     kpi: Kpi
     verdict: stats.Verdict
     since_run: str | None
@@ -62,9 +67,9 @@ class CheckReport:
         return bool(self.of_kind("regression"))
 
 
-def series_key(by: str) -> Callable[[Sample], tuple[str, str, str, int | None, str]]:
-    def key(s: Sample) -> tuple[str, str, str, int | None, str]:
-        return (s.host if by == "host" else s.platform), s.case, s.precision or "-", s.batch_size, s.stack
+def series_key(by: str) -> Callable[[Sample], SeriesKey]:
+    def key(s: Sample) -> SeriesKey:
+        return (s.host if by == "host" else s.platform), *s.measurement, s.stack
 
     return key
 
@@ -95,9 +100,10 @@ def check(samples: list[Sample], run_id: str, settings: Settings = Settings()) -
 
 
 def _describe(f: Finding) -> str:
-    subject, case, precision, batch, stack = f.key
+    subject, case, precision, batch, setting, stack = f.key
     v = f.verdict
-    what = f"{subject} {case} {precision} batch {batch if batch is not None else '-'} [{stack}] {f.kpi.label}"
+    what = (f"{subject} {case} {precision} batch {batch if batch is not None else '-'} "
+            f"[{stack}; {setting.label()}] {f.kpi.label}")
     if v.before is None or v.change is None:
         return what
     change = f"{v.change:+.2f} points" if f.kpi.name == "accuracy" else f"{100 * v.change:+.1f}%"
@@ -108,7 +114,7 @@ def _describe(f: Finding) -> str:
 def render_text(report: CheckReport) -> str:
     s = report.settings
     lines = [f"fleetbench check: run {report.run_id} against the last {s.window} runs of the same {s.by}, case, "
-             f"precision, batch size and stack"]
+             f"precision, batch size, setting and stack"]
     for kind, label in (("regression", "REGRESSION"), ("improvement", "improvement")):
         lines += [f"{label}: {_describe(f)}" for f in report.of_kind(kind)]
     counts = {kind: len(report.of_kind(kind)) for kind in ("regression", "improvement", "stable", "insufficient")}

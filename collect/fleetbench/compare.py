@@ -3,10 +3,12 @@
 Each RUN is a run id in the history database or a run folder (read, not stored). For every host x case
 included in both runs it shows each KPI in A and B, the change, and the noise band: a change inside the
 band is noise; one beyond it is marked ``better`` or ``WORSE``. The band is the change two single runs
-must exceed given the noise of that host x case x precision x batch size in the history (see
+must exceed given the noise of that host and measurement (case, precision, batch size, setting: see
+:mod:`fleetbench.setting`) in the history (see
 :func:`fleetbench.stats.band`; an assumed noise of ``stats.DEFAULT_NOISE`` when the history is shorter than
 ``stats.MIN_HISTORY`` runs, marked ``*``). For a meaningful accuracy the band is ``stats.ACCURACY_DROP``
-points. Exit status: 0, or 2 when a run cannot be found or the database cannot be used.
+points. A host x case whose A and B are not the same measurement (another sequence length, backend, ...)
+is listed, not compared. Exit status: 0, or 2 when a run cannot be found or the database cannot be used.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fleetbench.db import Database, DatabaseError
 from fleetbench.history import EXCLUDED_LABELS, KPIS, Filters, Kpi, Sample, load_samples, per_run, read_run
 from fleetbench.render import fmt_number, text_table
 from fleetbench.results import RunError
+from fleetbench.setting import differences
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,14 @@ def _delta(a: Sample, b: Sample, kpi: Kpi, va: float, vb: float, history: list[f
 
 
 def _series_key(s: Sample) -> tuple[object, ...]:
-    return s.host, s.case, s.precision, s.batch_size
+    return s.host, *s.measurement
+
+
+def _mismatch(a: Sample, b: Sample) -> str:
+    """Why A and B of one host x case are not the same measurement ("" when they are)."""
+    parts = [f"{name} {x} / {y}" for name, x, y in (("precision", a.precision, b.precision),
+                                                    ("batch", a.batch_size, b.batch_size)) if x != y]
+    return "; ".join([*parts, differences(a.setting, b.setting)] if a.setting != b.setting else parts)
 
 
 def compare(database: Database, ref_a: str, ref_b: str) -> Comparison:
@@ -87,6 +97,9 @@ def compare(database: Database, ref_a: str, ref_b: str) -> Comparison:
             excluded.append(f"{key[0]} {key[1]}: " + "; ".join(
                 f"{side} {EXCLUDED_LABELS[s.excluded]}: {s.reason}" for side, s in (("A", a), ("B", b))
                 if s.excluded))
+            continue
+        if mismatch := _mismatch(a, b):
+            excluded.append(f"{key[0]} {key[1]}: not the same measurement (A / B: {mismatch})")
             continue
         for name in KPIS:
             va, vb = a.value(name), b.value(name)

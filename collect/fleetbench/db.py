@@ -10,6 +10,7 @@ PostgreSQL), so a writer sees all of its changes committed or none.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -18,16 +19,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fleetbench.runs import default_results_dir
+from fleetbench.setting import setting_of
 
 ENV = "FLEETBENCH_DB"
 DEFAULT_NAME = "fleetbench.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records.setting (the series key's parameters, fleetbench.setting)
 PG_SCHEMES = ("postgresql://", "postgres://")
 
 # Columns of `records`, in the order ingest writes them (see fleetbench.history.StoredRecord).
 RECORD_COLUMNS = (
     "run_id", "host", "case_name", "status", "reason", "platform", "cpu_model", "host_groups", "precision",
-    "mode", "batch_size", "stack", "throughput", "latency_p50", "latency_p90", "latency_p99", "accuracy",
+    "mode", "batch_size", "stack", "setting", "throughput", "latency_p50", "latency_p90", "latency_p99", "accuracy",
     "accuracy_meaningful", "included", "excluded", "doc",
 )
 RUN_COLUMNS = ("run_id", "started_at", "source", "status", "digest", "ingested_at", "location")
@@ -57,6 +59,7 @@ _DDL = (
         mode TEXT,
         batch_size INTEGER,
         stack TEXT NOT NULL,
+        setting TEXT NOT NULL,
         throughput DOUBLE PRECISION,
         latency_p50 DOUBLE PRECISION,
         latency_p90 DOUBLE PRECISION,
@@ -115,6 +118,8 @@ class Database:
                 elif int(found[0][0]) > SCHEMA_VERSION:
                     raise DatabaseError(f"database schema version {found[0][0]} is newer than this fleetbench "
                                         f"understands ({SCHEMA_VERSION})")
+                elif int(found[0][0]) < SCHEMA_VERSION:
+                    _migrate(cur, int(found[0][0]))
         except DatabaseError:
             raise
         except Exception as err:  # driver errors: sqlite3.Error, psycopg.Error, OSError
@@ -143,13 +148,23 @@ class Database:
             with self._conn.transaction():
                 yield cur
             return
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                    cur.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise DatabaseError(self._failure(err)) from err
+
+    def _failure(self, err: sqlite3.Error) -> str:
+        if "database or disk is full" in str(err):  # SQLITE_FULL
+            return (f"no space left on device while writing the database {describe(self.url)} (it is left as it "
+                    f"was); free space there, or use another database (--db URL or {ENV})")
+        return f"cannot write to the database {describe(self.url)}: {err}"
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self._conn.cursor()
@@ -158,6 +173,26 @@ class Database:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _add_settings(cur: Cursor) -> None:
+    """1 -> 2: each record's setting, recomputed from its stored result.json (unknown without one)."""
+    cur.execute("ALTER TABLE records ADD COLUMN setting TEXT NOT NULL DEFAULT ''")
+    cur.execute("SELECT run_id, host, case_name, doc FROM records")
+    rows = cur.fetchall()
+    cur.executemany("UPDATE records SET setting = ? WHERE run_id = ? AND host = ? AND case_name = ?",
+                    [(setting_of(json.loads(doc) if doc else None, {}).to_text(), run_id, host, case)
+                     for run_id, host, case, doc in rows])
+
+
+_MIGRATIONS = {1: _add_settings}  # from version N to N + 1
+
+
+def _migrate(cur: Cursor, version: int) -> None:
+    """Bring an older layout up to SCHEMA_VERSION, inside the opening transaction (all steps or none)."""
+    for step in range(version, SCHEMA_VERSION):
+        _MIGRATIONS[step](cur)
+    cur.execute("UPDATE fleetbench_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 class _Translating:

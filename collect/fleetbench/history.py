@@ -24,6 +24,7 @@ from typing import Any
 from fleetbench import db
 from fleetbench.db import Cursor, Database, DatabaseError
 from fleetbench.results import Record, RunError, load_groups, load_platform, load_records, load_run, one_line
+from fleetbench.setting import Setting, setting_of
 from fleetbench.stats import median
 from fleetbench.summary import Row, build_summary
 
@@ -74,6 +75,7 @@ class StoredRecord:
     mode: str | None
     batch_size: int | None
     stack: str
+    setting: str  # Setting.to_text(): what else must be equal for two records to be one measurement
     throughput: float | None
     latency_p50: float | None
     latency_p90: float | None
@@ -96,9 +98,9 @@ class IngestRun:
 
     def samples(self) -> list[Sample]:
         """The records as the analyses read them back from the database."""
-        names = {f.name for f in fields(Sample)}
-        return [Sample(started_at=self.started_at, **{k: v for k, v in vars(r).items() if k in names})
-                for r in self.records]
+        names = {f.name for f in fields(Sample)} - {"setting"}
+        return [Sample(started_at=self.started_at, setting=Setting.from_text(r.setting),
+                       **{k: v for k, v in vars(r).items() if k in names}) for r in self.records]
 
     @property
     def digest(self) -> str:
@@ -122,6 +124,7 @@ class Sample:
     mode: str | None
     batch_size: int | None
     stack: str
+    setting: Setting
     throughput: float | None
     latency_p50: float | None
     latency_p99: float | None
@@ -132,6 +135,12 @@ class Sample:
     @property
     def included(self) -> bool:
         return not self.excluded
+
+    @property
+    def measurement(self) -> tuple[str, str, int | None, Setting]:
+        """What was measured: case, precision, batch size and setting. Tables, compare, check and the
+        trends only ever put records with equal measurements (and host or platform) in one cell or series."""
+        return self.case, self.precision or "-", self.batch_size, self.setting
 
     def value(self, kpi: str) -> float | None:
         """The KPI if this sample may enter aggregates (accuracy only when meaningful)."""
@@ -148,7 +157,7 @@ class Sample:
 
 _SAMPLE_COLUMNS = ("r.run_id", "u.started_at", *(f"r.{c}" for c in (
     "host", "case_name", "status", "reason", "platform", "host_groups", "precision", "mode", "batch_size", "stack",
-    "throughput", "latency_p50", "latency_p99", "accuracy", "accuracy_meaningful", "excluded")))
+    "setting", "throughput", "latency_p50", "latency_p99", "accuracy", "accuracy_meaningful", "excluded")))
 
 
 # -- reading a run folder --------------------------------------------------------------------------------
@@ -205,7 +214,7 @@ def exclusion(record: Record, row: Row) -> tuple[str, str]:
     return "", ""
 
 
-def _stored(run_id: str, record: Record, row: Row, groups: Sequence[str]) -> StoredRecord:
+def _stored(run_id: str, record: Record, row: Row, groups: Sequence[str], planned: Mapping[str, Any]) -> StoredRecord:
     excluded, detail = exclusion(record, row)
     result = record.result or {}
     return StoredRecord(
@@ -214,6 +223,7 @@ def _stored(run_id: str, record: Record, row: Row, groups: Sequence[str]) -> Sto
         platform=row.platform, cpu_model=row.cpu_model,
         groups="," + ",".join(groups or [row.platform]) + ",",
         precision=row.precision, mode=row.mode, batch_size=row.batch_size, stack=stack_label(result),
+        setting=setting_of(record.result, planned).to_text(),
         throughput=row.throughput, latency_p50=row.latency_p50_ms, latency_p90=row.latency_p90_ms,
         latency_p99=row.latency_p99_ms, accuracy=row.accuracy, accuracy_meaningful=row.accuracy_meaningful,
         included=not excluded, excluded=excluded,
@@ -228,7 +238,7 @@ def read_run(run_dir: Path, source: str = "fleetbench") -> IngestRun:
     host_dirs = {host: run.host_dir(run_dir, host) for host in run.hosts}
     summary = build_summary(run, records, {host: load_platform(d) for host, d in host_dirs.items()})
     groups = {host: load_groups(d) for host, d in host_dirs.items()}
-    stored = tuple(_stored(run.run_id, rec, row, groups[rec.host])
+    stored = tuple(_stored(run.run_id, rec, row, groups[rec.host], run.params.get(rec.host, {}).get(rec.case, {}))
                    for rec, row in zip(records, summary.rows, strict=True))
     started = utc_timestamp(run.started_at) or now_utc()
     return IngestRun(run.run_id, started, source, summary.status, str(run_dir.resolve()), stored)
@@ -341,7 +351,8 @@ def load_samples(database: Database, filters: Filters = Filters()) -> list[Sampl
 def _sample(row: tuple[Any, ...]) -> Sample:
     values = dict(zip((f.name for f in fields(Sample)), row, strict=True))
     meaningful = values["accuracy_meaningful"]
-    return Sample(**{**values, "accuracy_meaningful": None if meaningful is None else bool(meaningful)})
+    return Sample(**{**values, "setting": Setting.from_text(values["setting"]),
+                     "accuracy_meaningful": None if meaningful is None else bool(meaningful)})
 
 
 def newest_run(database: Database) -> str | None:

@@ -4,9 +4,12 @@ Two parts, from templates/report.html.j2:
 
 - the run (the newest, or --run): its records, and per case the median throughput and latency (p50 bar,
   p99 whisker) per platform and precision over the run's hosts;
-- the history (the same filters as ``fleetbench table``): the comparison table, and per case x precision x
-  batch size a trend line per platform of the case's headline KPI (median over hosts per run), with the
-  change points found by :func:`fleetbench.stats.change_points` marked.
+- the history (the same filters as ``fleetbench table``): the comparison table, and per measurement (case x
+  precision x batch size x setting) a trend line per platform of the case's headline KPI (median over hosts
+  per run), with the change points found by :func:`fleetbench.stats.change_points` marked.
+
+Records of different settings (:mod:`fleetbench.setting`) never share a bar, a line or a cell; a chart title
+names the parts of its setting that differ between the charts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from fleetbench.history import KPIS, MODE_KPIS, Filters, Sample, load_samples, n
 from fleetbench.plots import Chart, bar_chart, trend_chart
 from fleetbench.render import environment, fmt_number
 from fleetbench.runs import default_results_dir
+from fleetbench.setting import Setting, varying
 from fleetbench.tables import Table, build_table, filters_from, fmt_accuracy, fmt_speedup, fmt_spread, precision_order
 from fleetbench.tables import add_filter_arguments as add_table_filters
 
@@ -36,6 +40,7 @@ class RunPart:
     started_at: str
     records: tuple[Sample, ...]
     charts: tuple[Chart, ...]
+    varying: tuple[str, ...]  # setting parts that differ between the run's records
 
 
 @dataclass(frozen=True)
@@ -45,16 +50,20 @@ class HistoryPart:
     charts: tuple[Chart, ...]
 
 
+def _titled(title: str, setting: Setting, parts: tuple[str, ...]) -> str:
+    return f"{title} ({setting.label(parts)})" if parts else title
+
+
 def _median_of(members: Sequence[Sample], kpi: str, platform: str, precision: str) -> float | None:
     values = [v for s in members if (s.platform, s.precision or "-") == (platform, precision)
               and (v := s.value(kpi)) is not None]
     return stats.median(values) if values else None
 
 
-def _run_charts(records: Sequence[Sample]) -> list[Chart]:
+def _run_charts(records: Sequence[Sample], parts: tuple[str, ...]) -> list[Chart]:
     charts = []
-    for case in dict.fromkeys(s.case for s in records if s.included):
-        members = [s for s in records if s.case == case and s.included]
+    for case, setting in dict.fromkeys((s.case, s.setting) for s in records if s.included):
+        members = [s for s in records if (s.case, s.setting) == (case, setting) and s.included]
         precisions = sorted({s.precision or "-" for s in members}, key=precision_order)
         platforms = sorted({s.platform for s in members})
         for kpi, whisker, label in (("throughput", None, "throughput"), ("latency_p50", "latency_p99", "latency")):
@@ -66,7 +75,7 @@ def _run_charts(records: Sequence[Sample]) -> list[Chart]:
                         extra = _median_of(members, whisker, platform, precision) if whisker else None
                         values.setdefault(platform, {})[precision] = (value, extra)
             if values:
-                title = f"{case}: {label}" + (" (bar p50, whisker p99)" if whisker else "")
+                title = _titled(f"{case}: {label}", setting, parts) + (" (bar p50, whisker p99)" if whisker else "")
                 charts.append(bar_chart(title, KPIS[kpi].unit, values, precisions))
     return charts
 
@@ -75,23 +84,28 @@ def _headline(mode: str | None) -> str:
     return (MODE_KPIS.get(mode or "") or ("accuracy",))[0]
 
 
+def _chart_order(item: tuple[tuple[str, str, int | None, Setting], str | None]) -> tuple[object, ...]:
+    (case, precision, batch, setting), mode = item
+    return case, batch or 0, setting.sort_key(), precision_order(precision), precision, mode or ""
+
+
 def _trend_charts(samples: Sequence[Sample]) -> list[Chart]:
     runs = list({s.run_id: s.started_at for s in samples}.items())
     index = {run_id: i for i, (run_id, _) in enumerate(runs)}
     charts = []
-    cases = sorted({(s.case, s.batch_size or 0, precision_order(s.precision or "-"), s.precision, s.mode)
-                    for s in samples if s.included}, key=lambda k: k[:3])
-    for case, batch, _, precision, mode in cases:
+    measured = {(s.measurement, s.mode) for s in samples if s.included}
+    parts = varying(m[-1] for m, _ in measured)
+    for measurement, mode in sorted(measured, key=_chart_order):
+        case, precision, batch, setting = measurement
         kpi = _headline(mode)
-        chosen = [s for s in samples if (s.case, s.batch_size or 0, s.precision, s.mode) == (case, batch, precision,
-                                                                                            mode)]
+        chosen = [s for s in samples if (s.measurement, s.mode) == (measurement, mode)]
         series = per_run(chosen, lambda s: s.platform, kpi)
         if not series:
             continue
         lines = {p: [(index[r], v) for r, v in points] for p, points in sorted(series.items())}
         changes = {p: [points[i][0] for i in stats.change_points([v for _, v in points])]
                    for p, points in lines.items()}
-        title = f"{case} {precision} batch {batch or '-'}: {KPIS[kpi].label} per run"
+        title = _titled(f"{case} {precision} batch {batch or '-'}", setting, parts) + f": {KPIS[kpi].label} per run"
         charts.append(trend_chart(title, KPIS[kpi].unit, runs, lines, changes))
     return charts
 
@@ -105,7 +119,8 @@ def build(database: Database, filters: Filters, reference: str | None, run_id: s
         records = load_samples(database, Filters(run_ids=(run_id,)))
         if not records:
             raise LookupError(f"no run {run_id!r} in the database")
-        run_part = RunPart(run_id, records[0].started_at, tuple(records), tuple(_run_charts(records)))
+        parts = varying(s.setting for s in records)
+        run_part = RunPart(run_id, records[0].started_at, tuple(records), tuple(_run_charts(records, parts)), parts)
     table = build_table(history, reference, filters.describe())
     history_part = HistoryPart(table, len({s.run_id for s in history}), tuple(_trend_charts(history)))
     return {"run": run_part, "history": history_part, "generated": now_utc(), "database": db.describe(database.url)}

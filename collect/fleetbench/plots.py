@@ -20,6 +20,7 @@ MAX_MARKERS = 150  # points per line drawn as dots; longer lines are drawn as th
 class Tick:
     pos: float
     label: str
+    second_line: str = ""  # the time under a trend chart's date
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,16 @@ def bar_chart(title: str, unit: str, values: Mapping[str, Mapping[str, tuple[flo
     return Chart(title, unit, tuple(x_ticks), y_ticks, legend, bars=tuple(bars))
 
 
+def time_labels(times: Sequence[str]) -> list[tuple[str, str]]:
+    """Run start times (``2025-01-31T02:00:00Z``) as (date, time) axis labels: the time is shown when runs
+    share a day (nightly runs may be several a day), to the second when they share a minute."""
+    for digits in (0, 5, 8):
+        labels = [(t[:10], t[11:11 + digits]) for t in times]
+        if len(set(labels)) == len(set(times)):
+            return labels
+    return [(t[:10], t[11:]) for t in times]
+
+
 def trend_chart(title: str, unit: str, runs: Sequence[tuple[str, str]],
                 lines: Mapping[str, Sequence[tuple[int, float]]], changes: Mapping[str, Sequence[int]]) -> Chart:
     """Lines over runs: runs = [(run_id, started_at)] in order; lines[name] = [(run index, value)];
@@ -141,6 +152,7 @@ def trend_chart(title: str, unit: str, runs: Sequence[tuple[str, str]],
         drawn.append(Line(name, color(name), " ".join(f"{m.x},{m.y}" for m in marks),
                           marks if len(marks) <= MAX_MARKERS else (), moved))
     every = max(1, math.ceil(len(runs) / 6))
-    x_ticks = tuple(Tick(x(i), runs[i][1][:10]) for i in range(0, len(runs), every))
+    labels = time_labels([started for _, started in runs])
+    x_ticks = tuple(Tick(x(i), *labels[i]) for i in range(0, len(runs), every))
     legend = tuple((name, color(name)) for name in lines)
     return Chart(title, unit, x_ticks, y_ticks, legend, lines=tuple(drawn))

@@ -1,11 +1,13 @@
 """Per-platform comparison tables: ``fleetbench table``.
 
-One row per platform x precision x case x batch size, from the included records of the history (see
-:mod:`fleetbench.history`): each KPI cell is the median over those records with its min-max range, and
-``n`` says how many records (host x run) and runs are behind it. Speed-ups are ratios of median
-throughputs: over the same platform's avx_fp32 row, and over the reference platform's row of the same
-precision. Accuracy is aggregated only where it is meaningful. The table says how many records were
-excluded and why.
+One row per platform x precision x case x batch size x setting (:mod:`fleetbench.setting`: records that
+differ in sequence length, backend, instance layout, model, ... are never one cell), from the included
+records of the history (see :mod:`fleetbench.history`): each KPI cell is the median over those records
+with its min-max range, and ``n`` says how many records (host x run) and runs are behind it. Speed-ups are
+ratios of median throughputs: over the same platform's avx_fp32 row, and over the reference platform's row
+of the same precision, both of the same setting. The parts of the setting that differ between rows are a
+column; the parts all rows share are said once, under the table. Accuracy is aggregated only where it is
+meaningful. The table says how many records were excluded and why.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import csv
 import io
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fleetbench import atomic, db
@@ -23,6 +25,7 @@ from fleetbench.db import DatabaseError
 from fleetbench.history import EXCLUDED_LABELS, Filters, Sample, describe_excluded, excluded_counts, load_samples
 from fleetbench.params import PRECISIONS
 from fleetbench.render import environment, fmt_number
+from fleetbench.setting import PARTS, Setting, varying
 from fleetbench.stats import median
 from fleetbench.summary import UNKNOWN_PLATFORM
 
@@ -50,6 +53,8 @@ class TableRow:
     precision: str
     case: str
     batch_size: int | None
+    setting: Setting
+    setting_label: str  # the parts of the setting that differ between the table's rows
     records: int
     runs: int
     throughput: Spread | None
@@ -69,6 +74,15 @@ class Table:
     total: int
     excluded: dict[str, int]
     accuracy_not_meaningful: int  # included records whose accuracy stays out of the accuracy column
+    varying: tuple[str, ...] = ()  # setting parts that differ between rows (fleetbench.setting.PARTS)
+
+    @property
+    def setting_note(self) -> str:
+        """What every row measured, as far as the rows agree."""
+        shared = [p for p in PARTS if p not in self.varying]
+        if not self.rows or not shared:
+            return ""
+        return f"Setting of every row: {self.rows[0].setting.label(shared)}."
 
     @property
     def excluded_note(self) -> str:
@@ -94,17 +108,22 @@ def precision_order(precision: str) -> int:
     return PRECISIONS.index(precision) if precision in PRECISIONS else len(PRECISIONS)
 
 
-def _sort_key(key: tuple[str, str, str, int | None]) -> tuple[object, ...]:
-    platform, precision, case, batch = key
-    return platform == UNKNOWN_PLATFORM, platform, case, batch or 0, precision_order(precision), precision
+RowKey = tuple[str, str, str, int | None, Setting]  # platform, then Sample.measurement
+
+
+def _sort_key(key: RowKey) -> tuple[object, ...]:
+    platform, case, precision, batch, setting = key
+    return (platform == UNKNOWN_PLATFORM, platform, case, batch or 0, setting.sort_key(),
+            precision_order(precision), precision)
 
 
 def build_table(samples: Iterable[Sample], reference: str | None = None, filters: str = "none") -> Table:
     samples = list(samples)
-    groups: dict[tuple[str, str, str, int | None], list[Sample]] = {}
+    groups: dict[RowKey, list[Sample]] = {}
     for s in samples:
         if s.included:
-            groups.setdefault((s.platform, s.precision or "-", s.case, s.batch_size), []).append(s)
+            groups.setdefault((s.platform, *s.measurement), []).append(s)
+    varying_parts = varying(key[-1] for key in groups)
 
     def spread(members: list[Sample], kpi: str) -> Spread | None:
         return Spread.of([v for s in members if (v := s.value(kpi)) is not None])
@@ -113,18 +132,20 @@ def build_table(samples: Iterable[Sample], reference: str | None = None, filters
              for key, m in groups.items()}
     rows = []
     for key in sorted(groups, key=_sort_key):
-        platform, precision, case, batch = key
+        platform, case, precision, batch, setting = key
         members, own = groups[key], cells[key]
-        fp32 = cells.get((platform, BASELINE_PRECISION, case, batch), {}).get("throughput")
-        ref = cells.get((reference, precision, case, batch), {}).get("throughput") if reference else None
+        fp32 = cells.get((platform, case, BASELINE_PRECISION, batch, setting), {}).get("throughput")
+        ref = cells.get((reference, case, precision, batch, setting), {}).get("throughput") if reference else None
         rows.append(TableRow(
-            platform=platform, precision=precision, case=case, batch_size=batch, records=len(members),
+            platform=platform, precision=precision, case=case, batch_size=batch, setting=setting,
+            setting_label=setting.label(varying_parts) if varying_parts else "", records=len(members),
             runs=len({s.run_id for s in members}), throughput=own["throughput"], latency_p50=own["latency_p50"],
             latency_p99=own["latency_p99"], accuracy=own["accuracy"],
             accuracy_not_meaningful=own["accuracy"] is None and any(s.accuracy is not None for s in members),
             speedup_fp32=_ratio(own["throughput"], fp32), speedup_reference=_ratio(own["throughput"], ref)))
     not_meaningful = sum(s.included and s.accuracy is not None and not s.accuracy_meaningful for s in samples)
-    return Table(tuple(rows), reference, filters, len(samples), excluded_counts(samples), not_meaningful)
+    return Table(tuple(rows), reference, filters, len(samples), excluded_counts(samples), not_meaningful,
+                 varying_parts)
 
 
 # -- rendering -------------------------------------------------------------------------------------------
@@ -154,6 +175,13 @@ def render(table: Table, fmt: str) -> str:
     return env.get_template(f"table.{fmt}.j2").render(table=table, labels=EXCLUDED_LABELS)
 
 
+SETTING_FIELDS = tuple(f.name for f in fields(Setting))
+
+
+def _csv_value(value: object) -> object:
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else value
+
+
 def _csv_spread(spread: Spread | None) -> list[str]:
     return ["", "", ""] if spread is None else [repr(spread.median), repr(spread.low), repr(spread.high)]
 
@@ -163,11 +191,12 @@ def render_csv(table: Table) -> str:
     writer = csv.writer(out, lineterminator="\n")
     kpis = ("throughput", "latency_p50_ms", "latency_p99_ms", "accuracy")
     ref = table.reference or "reference"
-    writer.writerow(["platform", "precision", "case", "batch_size", "records", "runs",
+    writer.writerow(["platform", "precision", "case", "batch_size", *SETTING_FIELDS, "records", "runs",
                      *(f"{k}_{part}" for k in kpis for part in ("median", "min", "max")), "accuracy_meaningful",
                      f"speedup_vs_{BASELINE_PRECISION}", f"speedup_vs_{ref}"])
     for r in table.rows:
-        writer.writerow([r.platform, r.precision, r.case, "" if r.batch_size is None else r.batch_size, r.records,
+        writer.writerow([r.platform, r.precision, r.case, "" if r.batch_size is None else r.batch_size,
+                         *(_csv_value(getattr(r.setting, name)) for name in SETTING_FIELDS), r.records,
                          r.runs, *_csv_spread(r.throughput), *_csv_spread(r.latency_p50), *_csv_spread(r.latency_p99),
                          *_csv_spread(r.accuracy), "false" if r.accuracy_not_meaningful else "",
                          "" if r.speedup_fp32 is None else repr(r.speedup_fp32),

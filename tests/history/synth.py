@@ -49,6 +49,7 @@ class Rec:
     reason: str = ""
     stack: dict[str, Any] = field(default_factory=lambda: dict(STACK))
     doc: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # parameters over the defaults; None drops one
 
     @property
     def mode(self) -> str:
@@ -57,12 +58,13 @@ class Rec:
 
 def params(rec: Rec) -> dict[str, Any]:
     parts = rec.case.split("-")
-    return {"topology": "distilbert_base", "function": "inference", "data_type": "real", "mode": rec.mode,
+    base = {"topology": "distilbert_base", "function": "inference", "data_type": "real", "mode": rec.mode,
             "precision": rec.precision, "steps": 100, "warmup_steps": 10,
             "case_type": parts[2] if len(parts) > 2 else "", "batch_size": rec.batch_size,
             "cores_per_instance": "auto", "instance_number": "auto", "weight_sharing": rec.mode == "latency",
             "max_seq_length": 128, "onednn_verbose": 0, "backend": "ipex", "model_source": "hub",
             "case": rec.case}
+    return {k: v for k, v in {**base, **rec.params}.items() if v is not None}
 
 
 def result_doc(run_id: str, rec: Rec) -> dict[str, Any]:

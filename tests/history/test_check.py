@@ -105,7 +105,9 @@ def test_check_exits_non_zero_on_a_regression_and_zero_otherwise(nightly, tmp_pa
     capsys.readouterr()
     assert main(["check", "--db", url]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION: spr-1 inference-throughput amx_bfloat16 batch 1 [torch 2.8.0+cpu, ipex 2.8.0] throughput" in out
+    assert ("REGRESSION: spr-1 inference-throughput amx_bfloat16 batch 1 [torch 2.8.0+cpu, ipex 2.8.0; seq 128, "
+            "ipex, layout auto, model distilbert-base-uncased-finetuned-sst-2-english@bfdd146ea2b6, steps 100 "
+            "(+10 warm-up), onednn_verbose 0] throughput: ") in out
     assert "REGRESSION: spr-1 inference-accuracy amx_bfloat16 batch 100" in out and "(-2.06 points)" in out
     assert main(["check", "--db", url, "--by", "platform", "--run", "20250120T020000Z-000013"]) == 0
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from fleetbench.cli import main
-from fleetbench.db import Database, describe, resolve
+from fleetbench.db import SCHEMA_VERSION, Database, describe, resolve
 from fleetbench.history import load_samples
 from tests.history.synth import Rec, run_id
 
@@ -155,9 +155,9 @@ def test_a_database_from_a_newer_fleetbench_is_refused(tmp_path, capsys):
     url = str(tmp_path / "h.sqlite")
     Database(url).close()
     with sqlite3.connect(url) as conn:
-        conn.execute("UPDATE fleetbench_meta SET value = '2' WHERE name = 'schema_version'")
+        conn.execute("UPDATE fleetbench_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     assert main(["check", "--db", url]) == 2
-    assert "database schema version 2 is newer" in capsys.readouterr().err
+    assert f"database schema version {SCHEMA_VERSION + 1} is newer" in capsys.readouterr().err
 
 
 def test_sqlite_file_is_created_in_the_results_folder(tmp_path: Path):

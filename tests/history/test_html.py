@@ -5,17 +5,21 @@ The screenshot goes to results/test-artifacts/history-report.png (results/ is no
 
 from __future__ import annotations
 
+import html
+import json
 import random
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from fleetbench.cli import main
+from fleetbench.plots import time_labels
 from tests.conftest import REPO
-from tests.history.synth import Rec, run_id
+from tests.history.synth import Rec, night, run_id, write_run
 
 ARTIFACTS = REPO / "results" / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -43,8 +47,6 @@ def report(tmp_path_factory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("html")
     url = str(tmp / "h.sqlite")
     rng = random.Random(3)
-    from tests.history.synth import night, write_run
-
     dirs = []
     for i in range(24):
         precision = ("avx_fp32", "amx_bfloat16")[i % 2]
@@ -92,6 +94,67 @@ def test_the_report_loads_in_chromium_without_console_errors_and_the_plots_rende
                      "--hide-scrollbars", page)
     assert taken.returncode == 0 and shot.stat().st_size > 20_000, taken.stderr[-3000:]
     print(f"screenshot: {shot}")
+
+
+# Appended to a copy of the report (the report itself has no script): where the browser laid things out.
+LAYOUT_PROBE = """<script>
+const tables = [...document.querySelectorAll("table")].map(t => {
+  const box = t.parentElement;
+  return {table: t.className, container: box.className, overflowX: getComputedStyle(box).overflowX,
+          scrolls: box.scrollWidth > box.clientWidth, fits: box.getBoundingClientRect().right <= innerWidth};
+});
+const ticks = [...document.querySelectorAll("text.x-tick")].map(t => {
+  const svg = t.ownerSVGElement.getBoundingClientRect(), own = t.getBoundingClientRect();
+  return {text: [...t.childNodes].map(n => n.textContent).join(" "), inside: own.left >= svg.left - 0.5};
+});
+document.body.setAttribute("data-layout", JSON.stringify(
+  {tables, ticks, pageScrolls: document.documentElement.scrollWidth > innerWidth}));
+</script>"""
+
+
+def layout(page: Path, tmp_path: Path, width: int) -> dict:
+    """How Chromium lays `page` out in a window `width` pixels wide (see LAYOUT_PROBE)."""
+    probed = tmp_path / f"probed-{page.name}"
+    probed.write_text(page.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    dom = chromium(tmp_path / "profile-layout", f"--window-size={width},900", "--dump-dom", probed.as_uri())
+    found = re.search(r'data-layout="([^"]*)"', dom.stdout)
+    assert dom.returncode == 0 and found, dom.stderr[-3000:]
+    return json.loads(html.unescape(found[1]))
+
+
+def test_wide_tables_scroll_inside_their_container_and_the_page_does_not(report, tmp_path):
+    seen = layout(report[0], tmp_path, 640)
+    assert {t["table"] for t in seen["tables"]} == {"records", "comparison"}
+    assert all(t["container"] == "scroll" and t["overflowX"] == "auto" and t["fits"] for t in seen["tables"])
+    # At 640 pixels both tables are wider than the page: they scroll, the page does not.
+    assert all(t["scrolls"] for t in seen["tables"]) and seen["pageScrolls"] is False
+
+
+@pytest.fixture(scope="module")
+def same_day(tmp_path_factory) -> Path:
+    """Three runs: two on 2025-01-01 (02:00 and 14:00 UTC), one on 2025-01-02."""
+    tmp = tmp_path_factory.mktemp("same-day")
+    url = str(tmp / "h.sqlite")
+    starts = [night(0), night(0) + timedelta(hours=12), night(1)]
+    dirs = [write_run(tmp / "results", f"{start:%Y%m%dT%H%M%SZ}-{i:06x}", start.isoformat(),
+                      [Rec("spr-1", "SPR", throughput=1000.0 + i)]) for i, start in enumerate(starts)]
+    assert main(["ingest", "--db", url, *map(str, dirs)]) == 0
+    assert main(["html", "--db", url, "-o", str(tmp / "report.html")]) == 0
+    return tmp / "report.html"
+
+
+def test_trend_ticks_of_runs_on_the_same_day_show_their_times(same_day, tmp_path):
+    seen = layout(same_day, tmp_path, 1200)
+    dates = [t for t in seen["ticks"] if re.match(r"\d{4}-", t["text"])]
+    assert [t["text"] for t in dates] == ["2025-01-01 02:00", "2025-01-01 14:00", "2025-01-02 02:00"]
+    assert all(t["inside"] for t in seen["ticks"])  # not cut off at the chart's left edge
+
+
+def test_time_labels_are_as_short_as_keeps_runs_apart():
+    assert time_labels(["2025-01-01T02:00:00Z", "2025-01-02T02:00:00Z"]) == [("2025-01-01", ""), ("2025-01-02", "")]
+    assert time_labels(["2025-01-01T02:00:10Z", "2025-01-01T02:00:40Z", "2025-01-02T02:00:00Z"]) == [
+        ("2025-01-01", "02:00:10"), ("2025-01-01", "02:00:40"), ("2025-01-02", "02:00:00")]
+    assert time_labels(["2025-01-01T02:00:00Z"] * 2) == [("2025-01-01", "")] * 2  # one run's records
 
 
 def test_the_console_check_does_see_errors(tmp_path):
