@@ -7,7 +7,9 @@ The playbook (through the ``fleetbench_params`` action plugin) and the ``fleetbe
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +81,8 @@ PARAMS: tuple[Param, ...] = (
     Param("list_cases", "bool", False, "List the cases each host would run, and run nothing."),
     Param("dry_run", "bool", False, "Go through every step but skip inference (the case is skipped): for "
           "measuring orchestration overhead."),
+    Param("offline", "bool", False, "Hosts without network: the controller downloads the payload stack's wheels "
+          "once (hash-checked) and pushes them with the model and dataset; hosts install with pip --no-index."),
     Param("case_timeout", "auto_int", "auto", "Seconds a case may run on a host before it is killed "
           "(auto: from steps, batch size and mode).", minimum=10, maximum=7 * 24 * 3600),
 )
@@ -90,6 +94,8 @@ _FALSE = {"false", "no", "off", "0"}
 _SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")
 _REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,128}$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# Jinja markers: Ansible would run a template typed with -e (lookups included) before we ever saw the value.
+_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
 
 
 def _describe(p: Param) -> str:
@@ -97,6 +103,8 @@ def _describe(p: Param) -> str:
         return "one of: " + ", ".join(repr(c) if c == "" else c for c in p.choices)
     if p.kind == "bool":
         return "true or false"
+    if p.kind == "str":
+        return f"plain text: {p.help[0].lower()}{p.help[1:].rstrip('.')}"
     lo = p.minimum if p.minimum is not None else "-inf"
     hi = p.maximum if p.maximum is not None else "inf"
     if p.kind == "auto_int":
@@ -154,6 +162,22 @@ def find_aliases(given: dict[str, Any]) -> dict[str, Any]:
                              f"in lower case ({low}=...).")
         out[low] = value
     return out
+
+
+def check_typed(extra: Mapping[str, Any]) -> None:
+    """Check what the user typed with -e before anything expands it: a parameter's value must be plain data
+    (no Jinja), and a name that is not a parameter but close to one is a typo, not an Ansible variable."""
+    for key, value in extra.items():
+        low = key.lower()
+        if low in BY_NAME:
+            if isinstance(value, str) and _TEMPLATE.search(value):
+                raise ParamError(f"{key}={value!r} contains a Jinja template: parameters are plain values and are "
+                                 f"never expanded; expected {_describe(BY_NAME[low])}.")
+            continue
+        close = [] if low.startswith("ansible_") else difflib.get_close_matches(low, BY_NAME, n=1, cutoff=0.8)
+        if close:
+            raise ParamError(f"unknown parameter {key!r}; did you mean {close[0]!r}? (parameters: "
+                             f"{', '.join(BY_NAME)})")
 
 
 def validate(given: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ and prints one table per platform followed by the Key KPI block(s) in the refere
 
 Exit status: 0 when the run is complete (every case passed or was skipped with a reason), 1 when it is
 partial (any case failed, timed out, was unreachable or has no usable result), 2 when there is nothing to
-report (RUN_DIR missing or not a run folder: run.json missing or invalid) or the report cannot be written.
+report (RUN_DIR missing or not a run folder: run.json missing or invalid) or the report cannot be written
+(a full disk is named as such; files already written keep their previous or their complete new content).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
         summary = write_report(args.run_dir)
     except RunError as err:
         print(f"fleetbench report: {err}: {RUN_DIR_HINT}.", file=sys.stderr)
+        return 2
+    except atomic.NoSpace as err:
+        print(f"fleetbench report: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"fleetbench report: cannot write the report into {args.run_dir}: {err}", file=sys.stderr)

@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,7 +32,14 @@ from fleetbench import paths
 from fleetbench.params import MODES
 from fleetbench.runs import safe_name
 
+# Bounds on one untrusted JSON file, checked before the schema (whose cost grows with the values): a real
+# result.json is a few KB with a few hundred values, nested about 5 deep. Integers beyond 2**53 are not
+# exact in JSON (and overflow floats and SQLite); only the first schema errors are ranked for the reason.
 MAX_BYTES = 4 * 1024 * 1024
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+MAX_INT = 2**53
+MAX_ERRORS = 50
 STATUSES = ("passed", "failed", "skipped", "timeout", "unreachable")
 REASON_CHARS = 300
 NO_CASE = "-"  # the case column of a host for which run.json names no case
@@ -119,6 +127,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _bounded_int(text: str) -> int:
+    value = int(text) if len(text) <= 20 else MAX_INT + 1  # long digit strings: never converted
+    if abs(value) > MAX_INT:
+        raise Invalid(f"integer {one_line(text, 40)} is out of range (over 2**53)")
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -169,7 +184,7 @@ def _parse(text: str, label: str) -> Any:
         raise Invalid(f"{label} is empty")
     try:
         doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                         object_pairs_hook=_unique_keys)
+                         parse_int=_bounded_int, object_pairs_hook=_unique_keys)
         json.dumps(doc, ensure_ascii=False).encode("utf-8")
     except json.JSONDecodeError as err:
         raise Invalid(_describe_json_error(err, label)) from None
@@ -181,12 +196,39 @@ def _parse(text: str, label: str) -> Any:
         raise Invalid(f"{label} is nested too deeply") from None
     except ValueError as err:
         raise Invalid(f"{label} is not valid JSON: {one_line(str(err), 120)}") from None
+    _check_depth(doc, label)
     return doc
+
+
+def _prescan(data: bytes, label: str) -> None:
+    """Refuse more than MAX_VALUES values before parsing: a value costs Python ~50 times its bytes.
+
+    Every value but the first of an array or object follows a comma, so commas + 2 x brackets + 1 bounds
+    the count from above (commas and brackets inside strings only make it more cautious; no real result
+    comes near). Over it, many brackets left open say the file is mostly nesting.
+    """
+    opened = data.count(b"[") + data.count(b"{")
+    if data.count(b",") + 2 * opened + 1 > MAX_VALUES:
+        if opened - data.count(b"]") - data.count(b"}") > MAX_DEPTH:
+            raise Invalid(f"{label} is nested too deeply (over {MAX_DEPTH} levels)")
+        raise Invalid(f"{label} has too many values (over {MAX_VALUES:,} counting separators)")
+
+
+def _check_depth(doc: Any, label: str) -> None:
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Invalid(f"{label} is nested too deeply (over {MAX_DEPTH} levels)")
+        if isinstance(value, (dict, list)):
+            stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
 
 
 def read_json(path: Path, label: str) -> Any:
     """Strictly parsed JSON from an untrusted file, or :class:`Invalid` naming what is wrong with it."""
-    return _parse(_decode(_read_bytes(path, label), label), label)
+    data = _read_bytes(path, label)
+    _prescan(data, label)
+    return _parse(_decode(data, label), label)
 
 
 # -- schema ---------------------------------------------------------------------------------------------
@@ -242,7 +284,7 @@ def _run_schema(case_pattern: str) -> dict[str, Any]:
 
 def _validate(doc: Any, kind: str, label: str) -> None:
     try:
-        error = best_match(_validator(kind).iter_errors(doc))
+        error = best_match(islice(_validator(kind).iter_errors(doc), MAX_ERRORS))
     except RecursionError:
         raise Invalid(f"{label} is nested too deeply") from None
     if error is None:

@@ -29,6 +29,7 @@ from fleetbench.results import RunError
 _RUN_FOLDER_TASK = "Create the run folder on the controller"
 _CASE_TASK = "Run the case "  # "Run the case NAME", not the role include "Run the cases (...)"
 _WAIT_TASK = "Wait for the case"
+_LOCK_TASK = "Wait for the host lock"
 
 
 class Progress:
@@ -59,6 +60,15 @@ class Progress:
                 case = task.removeprefix(_WAIT_TASK).strip()
                 self.say(host, f"{case}: {progress.get('phase', '')} {progress.get('done', '?')}/"
                                f"{progress.get('total', '?')}")
+        elif kind == "runner_retry" and task.startswith(_LOCK_TASK):
+            try:
+                state = json.loads(res.get("stdout") or "{}")
+            except ValueError:
+                state = {}
+            if state.get("state") == "waiting":
+                holder = (state.get("holder") or {}).get("run_id", "another run")
+                self.say(host, f"waiting for the host lock: {holder} is benchmarking this host "
+                               f"({state.get('waited_s', '?')} s)")
         elif kind == "runner_on_ok" and task.startswith(_WAIT_TASK):
             self.say(host, f"{task.removeprefix(_WAIT_TASK).strip()}: finished")
         elif kind == "runner_on_unreachable":
@@ -89,6 +99,18 @@ def _stop_hosts(inventory: str, run_dir: str, private: Path, extra: dict[str, st
                        extravars={**extra, "run_id": Path(run_dir).name}, quiet=True, ident="stop")
 
 
+def _forget_environment(private: Path) -> None:
+    """ansible-runner writes the whole environment (HF_TOKEN, a FLEETBENCH_DB password, ...) into each
+    artifacts/<ident>/command; keep the variables' names only."""
+    for path in private.glob("artifacts/*/command"):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc["env"] = sorted(doc.get("env") or {})
+            path.write_text(json.dumps(doc), encoding="utf-8")
+        except (OSError, ValueError, AttributeError):
+            path.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     import ansible_runner
 
@@ -117,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: stopping this run's benchmark processes on the hosts ...", file=sys.stderr, flush=True)
         if progress.run_dir:
             _stop_hosts(inventory, progress.run_dir, private, variables)
+    _forget_environment(private)
     if progress.run_dir:
         shutil.move(str(private), str(Path(progress.run_dir) / "ansible-runner"))
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 def safe_name(name: str) -> str:
     """A host or case name as a single, harmless path component."""
     cleaned = _UNSAFE.sub("_", name)[:128]
-    if cleaned.strip(".") == "":
-        cleaned = "_" + cleaned
-    return cleaned
+    # No leading dot: never "." or "..", and never a hidden folder ("../../etc" becomes "___.._etc").
+    return re.sub(r"^\.+", lambda m: "_" * len(m.group()), cleaned) or "_"
 
 
 def host_dirs(hosts: list[str]) -> dict[str, str]:
@@ -68,9 +68,20 @@ def create_run(results_dir: str | Path | None, cases: dict[str, list[dict[str, A
             break
         except FileExistsError:
             continue
-    else:  # pragma: no cover - 20 random collisions in one second
-        raise OSError(f"could not create a fresh run folder under {root}")
+    else:
+        raise OSError(f"could not create a fresh run folder under {root} (20 names taken)")
     dirs = host_dirs(list(cases))
+    try:
+        _fill(run_dir, run_id, now, cases, dirs)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made: a run that cannot start leaves nothing
+        raise
+    atomic.point_symlink(root / "latest", run_id)
+    return {"run_dir": str(run_dir), "run_id": run_id, "host_dirs": dirs}
+
+
+def _fill(run_dir: Path, run_id: str, now: datetime, cases: dict[str, list[dict[str, Any]]],
+          dirs: dict[str, str]) -> None:
     (run_dir / "hosts").mkdir()
     for name in dirs.values():
         (run_dir / "hosts" / name).mkdir()
@@ -82,5 +93,3 @@ def create_run(results_dir: str | Path | None, cases: dict[str, list[dict[str, A
         "cases": {h: [p["case"] for p in ps] for h, ps in cases.items()},
         "params": {h: {p["case"]: p for p in ps} for h, ps in cases.items()},
     })
-    atomic.point_symlink(root / "latest", run_id)
-    return {"run_dir": str(run_dir), "run_id": run_id, "host_dirs": dirs}

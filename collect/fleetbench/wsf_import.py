@@ -13,6 +13,9 @@ on one host (``--host``, default ``wsf-<platform>``). From them, with kpi.sh's s
 
 A line that looks like one of these but cannot be read, or contradicts another, is reported with its file
 and line number and its value is not used; a case left without the KPI its mode needs is stored as failed.
+Logs are untrusted text: one over MAX_LOG_BYTES is reported and not read, lines are read one at a time (a
+line over MAX_LINE characters is never parsed), bytes that are not UTF-8 are replaced, and only the first
+MAX_PROBLEMS problems of a run are listed (the rest are counted).
 Each run becomes a run folder ``results/wsf-<hash>/`` (the hash of its logs' names and contents, so a
 re-import is the same run and never a duplicate) and is ingested like any other run.
 
@@ -27,7 +30,7 @@ import hashlib
 import math
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +44,10 @@ from fleetbench.results import RunError, one_line
 from fleetbench.runs import default_results_dir, host_dirs
 
 LOG_GLOB = "benchmark_*.log"
+MAX_LOG_BYTES = 64 * 1024 * 1024  # a log with oneDNN verbose output is a few MB
+MAX_LINE = 1000  # characters: parameter and KPI lines are far shorter
+MAX_PROBLEMS = 50
+CHUNK = 1024 * 1024
 NUMBER = r"([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
 KPI_LINES = {  # what starts the line -> its pattern
     "Throughput": re.compile(rf"^Throughput:\s*{NUMBER}\s*sentences/s\s*$"),
@@ -66,10 +73,28 @@ class Parsed:
     conflicts: set[str] = field(default_factory=set)
     kpi_lines: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KPI_LINES})
     problems: list[str] = field(default_factory=list)
+    unlisted: int = 0  # problems found beyond MAX_PROBLEMS
 
     @property
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in self.values.items() if k in BY_NAME}
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        else:
+            self.unlisted += 1
+
+    def unreadable(self, where: str, line: str, hint: str = "") -> None:
+        """A line that looks like one this reads but cannot be read (quoted only while problems are listed:
+        a hostile log may have millions)."""
+        listed = len(self.problems) < MAX_PROBLEMS
+        self.problem(f"{where}: cannot read {one_line(line, 120)!r}{hint}" if listed else "")
+
+    def report(self) -> list[str]:
+        """The problems to print, the count of those not listed last."""
+        more = [f"... and {self.unlisted} more (only the first {MAX_PROBLEMS} are listed)"] if self.unlisted else []
+        return self.problems + more
 
     def set_once(self, slot: str, value: Any, where: str) -> None:
         """Keep a value; one that contradicts an earlier one is reported, and neither is used."""
@@ -77,7 +102,7 @@ class Parsed:
             return
         current = self.values.get(slot)
         if current is not None and current != value:
-            self.problems.append(f"{where}: {slot} {value!r} contradicts {current!r} found before; neither is used")
+            self.problem(f"{where}: {slot} {value!r} contradicts {current!r} found before; neither is used")
             self.conflicts.add(slot)
             del self.values[slot]
         else:
@@ -97,21 +122,21 @@ def _parse_line(parsed: Parsed, line: str, where: str) -> None:
             match = pattern.match(line)
             value = float(match.group(1)) if match else math.nan
             if not math.isfinite(value):
-                parsed.problems.append(f"{where}: cannot read {one_line(line, 120)!r}")
+                parsed.unreadable(where, line)
             else:
                 parsed.kpi_lines[start].append(value)
             return
     if "eval_accuracy" in line:
         match = ACCURACY.search(line)
         if match is None or not 0 <= float(match.group(1)) <= 1:
-            parsed.problems.append(f"{where}: cannot read {one_line(line, 120)!r} (expected a fraction 0..1)")
+            parsed.unreadable(where, line, " (expected a fraction 0..1)")
         else:
             parsed.set_once("accuracy", 100 * float(match.group(1)), where)
         return
     if line.startswith("Torch_Version"):
         match = TORCH.match(line)
         if match is None:
-            parsed.problems.append(f"{where}: cannot read {one_line(line, 120)!r}")
+            parsed.unreadable(where, line)
         else:
             parsed.set_once("torch", match.group(1), where)
         return
@@ -125,15 +150,40 @@ def _parse_line(parsed: Parsed, line: str, where: str) -> None:
         try:
             parsed.set_once(key.lower(), _wsf_value(key, value), where)
         except ParamError as err:
-            parsed.problems.append(f"{where}: {err}")
+            parsed.problem(f"{where}: {one_line(str(err))}")
+
+
+def _looks_known(line: str) -> bool:
+    """A line _parse_line would read (a KPI, accuracy, torch or parameter line)."""
+    param = PARAM.match(line)
+    return (line.startswith((*KPI_LINES, "Torch_Version")) or "eval_accuracy" in line
+            or (param is not None and param.group(1) in (*WSF_PARAMS, "PLATFORM")))
+
+
+def _lines(path: Path) -> Iterator[tuple[str, bool]]:
+    """(line, whole) one at a time, at most MAX_LINE bytes each: the rest of a longer line is skipped."""
+    with path.open("rb") as fh:
+        while raw := fh.readline(MAX_LINE + 1):
+            whole = len(raw) <= MAX_LINE or raw.endswith(b"\n")
+            if not whole:
+                while (rest := fh.readline(CHUNK)) and not rest.endswith(b"\n"):
+                    pass
+            yield raw.decode("utf-8", errors="replace").strip(), whole
 
 
 def parse_logs(logs: Iterable[Path], root: Path) -> Parsed:
     parsed = Parsed()
     for path in logs:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-        for number, line in enumerate(text.splitlines(), 1):
-            _parse_line(parsed, line.strip(), f"{path.relative_to(root)}:{number}")
+        name, size = path.relative_to(root), path.stat().st_size
+        if size > MAX_LOG_BYTES:
+            parsed.problem(f"{name}: {size / 2**20:.0f} MiB, over the {MAX_LOG_BYTES // 2**20} MiB a log may have; "
+                           "not read")
+            continue
+        for number, (line, whole) in enumerate(_lines(path), 1):
+            if whole:
+                _parse_line(parsed, line, f"{name}:{number}")
+            elif _looks_known(line):
+                parsed.problem(f"{name}:{number}: line over {MAX_LINE} characters, not read")
     return parsed
 
 
@@ -198,7 +248,13 @@ def run_id_for(logs: list[Path], folder: Path) -> str:
     """wsf-<hash of the logs' paths within their run folder and contents>: the same run gives the same id."""
     digest = hashlib.sha256()
     for log in logs:
-        digest.update(str(log.relative_to(folder)).encode() + b"\0" + log.read_bytes() + b"\0")
+        digest.update(str(log.relative_to(folder)).encode() + b"\0")
+        with log.open("rb") as fh:  # in chunks, and at most MAX_LOG_BYTES of a log (which is then not read)
+            for chunk in iter(lambda fh=fh: fh.read(CHUNK), b""):
+                digest.update(chunk)
+                if fh.tell() >= MAX_LOG_BYTES:
+                    break
+        digest.update(b"\0")
     return f"wsf-{digest.hexdigest()[:16]}"
 
 
@@ -211,7 +267,7 @@ def import_run(database: db.Database, folder: Path, logs: list[Path], results_di
     if not (run_dir / "run.json").exists():
         name = host or f"wsf-{platform(parsed).lower()}"
         write_run_folder(run_dir, parsed, run_id, name, started.isoformat(timespec="seconds"))
-    return f"{folder}: {ingest_one(database, run_dir, source='wsf')}", parsed.problems
+    return f"{folder}: {ingest_one(database, run_dir, source='wsf')}", parsed.report()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible.utils.vars import load_extra_vars
 
 try:
     from fleetbench import cases as fb_cases
@@ -27,11 +28,11 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        given = {}
-        for key, value in task_vars.items():
-            if key.lower() in fb_params.BY_NAME:
-                given[key] = self._templar.template(value)
         try:
+            # Before any templating: a Jinja value typed with -e would otherwise run (lookups included).
+            fb_params.check_typed(load_extra_vars(self._loader))
+            given = {key: self._templar.template(value) for key, value in task_vars.items()
+                     if key.lower() in fb_params.BY_NAME}
             selected = fb_cases.select(given, list(task_vars.get("group_names", [])))
         except (fb_params.ParamError, ValueError) as exc:
             result.update(failed=True, msg=f"Invalid parameter: {exc}")

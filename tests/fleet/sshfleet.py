@@ -38,6 +38,7 @@ class Host:
 class SshFleet:
     workdir: Path
     size: int = 3
+    env: dict[str, str] = field(default_factory=dict)  # set in every host's SSH sessions (sshd SetEnv)
     hosts: list[Host] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -69,6 +70,7 @@ class SshFleet:
                 "StrictModes no",
                 "Subsystem sftp internal-sftp",
                 "LogLevel ERROR",
+                *(f"SetEnv {k}={v}" for k, v in self.env.items()),
                 "",
             ]))
             self.hosts.append(Host(name, address, port, hostdir / "root", config))

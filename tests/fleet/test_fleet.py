@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SST2, ansible_playbook
+from tests.conftest import BIN, REPO, SST2, ansible_playbook
 from tests.fleet.sshfleet import SshFleet
 
 pytestmark = pytest.mark.e2e
 OFFLINE = ["-e", "model_source=synthetic", "-e", f"dataset_dir={SST2}", "-e", "precision=avx_fp32"]
 
 
-def payload_pids(marker: str = "") -> list[int]:
+def pids_with(*needles: str) -> list[int]:
+    """Processes whose command line contains every needle."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "fleetbench_payload" in cmd and marker in cmd:
+        if all(n in cmd for n in needles):
             pids.append(int(pid))
     return pids
+
+
+def payload_pids(marker: str = "") -> list[int]:
+    return pids_with("fleetbench_payload", marker)
+
+
+def only(*hosts) -> str:
+    """--limit to some hosts; localhost stays in, or the report play would be limited out too."""
+    return ",".join([*(h.name for h in hosts), "localhost"])
 
 
 def run_dir_of(results: Path) -> Path:
@@ -48,7 +61,7 @@ def test_three_hosts_in_parallel(fleet, tmp_path):
     inventory = fleet.inventory(groups={"emr": [hosts[2].name]})
     results = tmp_path / "results"
     proc = ansible_playbook("-i", str(inventory), "run.yml", *OFFLINE, "-e", "steps=3", "-e", "warmup_steps=1",
-                            "--limit", ",".join(h.name for h in hosts), "-e", f"fleetbench_results_dir={results}")
+                            "--limit", only(*hosts), "-e", f"fleetbench_results_dir={results}")
     assert proc.returncode == 0, proc.stdout[-6000:]
     run = run_dir_of(results)
     for host in hosts:
@@ -110,3 +123,132 @@ def test_faults_stay_local(fleet, tmp_path):
         assert host.name in out
     survivors = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in payload_pids(str(fleet.workdir))}
     assert not survivors, f"no benchmark process may survive the run: {survivors}"
+
+
+def interval(result: dict) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(result["started_at"]), datetime.fromisoformat(result["finished_at"])
+
+
+def test_serial_group_hosts_take_turns_while_others_run_in_parallel(fleet, tmp_path):
+    a, b, free = fleet.hosts[:3]
+    inventory = fleet.inventory(per_host={a.name: {"fleetbench_serial_group": "box1"},
+                                          b.name: {"fleetbench_serial_group": "box1"}})
+    results = tmp_path / "results"
+    proc = ansible_playbook("-i", str(inventory), "run.yml", *OFFLINE, "-e", "steps=3", "-e", "warmup_steps=1",
+                            "--limit", only(a, b, free), "-e", f"fleetbench_results_dir={results}")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    run = run_dir_of(results)
+    spans = {h.name: interval(case_result(run, h.name)) for h in (a, b, free)}
+    (a0, a1), (b0, b1) = spans[a.name], spans[b.name]
+    assert a1 <= b0 or b1 <= a0, f"hosts of one serial group ran at the same time: {spans}"
+    f0, f1 = spans[free.name]
+    assert any(f0 < end and start < f1 for start, end in (spans[a.name], spans[b.name])), \
+        f"a host outside the group must run alongside the group's first host: {spans}"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: too small for the SST-2 files the stage step copies."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_provisioning_and_disk_failures_stay_local(fleet, tmp_path, small_disk):
+    healthy, broken, full = fleet.hosts[:3]
+    bad_lock = tmp_path / "broken-stack.txt"
+    bad_lock.write_text("fleetbench-no-such-package ===== 1\n")
+    inventory = fleet.inventory(per_host={
+        broken.name: {"provision_lock": str(bad_lock), "fleetbench_host_stack_dir": str(tmp_path / "stacks")},
+        full.name: {"fleetbench_host_root": str(small_disk)},
+    }, steps=3, warmup_steps=1)
+    results = tmp_path / "results"
+    proc = ansible_playbook("-i", str(inventory), "run.yml", *OFFLINE, "-e", f"fleetbench_results_dir={results}",
+                            "--limit", only(healthy, broken, full))
+    out = proc.stdout
+    assert proc.returncode != 0, "a partial run must fail the playbook"
+    assert "The run is partial" in out
+    run = run_dir_of(results)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "partial"
+    by_host = {r["host"]: r for r in summary["rows"]}
+    assert by_host[healthy.name]["status"] == "passed"
+    assert by_host[broken.name]["status"] == "failed"
+    assert "pip could not install" in by_host[broken.name]["reason"]
+    assert "Invalid requirement" in by_host[broken.name]["reason"]
+    assert by_host[full.name]["status"] == "failed"
+    assert "no space left" in by_host[full.name]["reason"].lower(), by_host[full.name]["reason"]
+    assert not list((tmp_path / "stacks").glob("venv-*")), "a failed install leaves no half-built venv"
+
+
+def start_playbook(log: Path, *args: str) -> subprocess.Popen:
+    """ansible-playbook in the background, in its own process group (as a terminal would run it)."""
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0"}
+    with open(log, "w") as out:
+        return subprocess.Popen([str(BIN / "ansible-playbook"), *args], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_interrupted_playbook_leaves_no_payload_behind(fleet, tmp_path):
+    host = fleet.hosts[0]
+    stale_s = 30
+    marker = f"fleetbench_payload run --case {host.root}/"
+    log = tmp_path / "playbook.log"
+    proc = start_playbook(log, "-i", str(fleet.inventory()), "run.yml", *OFFLINE, "-e", "min_duration_s=3000",
+                          "-e", f"benchmark_heartbeat_stale_s={stale_s}", "-e", "benchmark_poll_s=2",
+                          "--limit", only(host), "-e", f"fleetbench_results_dir={tmp_path / 'results'}")
+    try:
+        wait_for(lambda: payload_pids(marker) or proc.poll() is not None, 900, "the payload to start")
+        assert proc.poll() is None, log.read_text()[-6000:]
+        time.sleep(5)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the playbook and its workers
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    interrupted = time.monotonic()
+    assert payload_pids(marker), "the payload outlives ansible-playbook (the case the watchdog is for)"
+    wait_for(lambda: not payload_pids(marker), stale_s + 60, "the watchdog to stop the payload")
+    wait_for(lambda: not pids_with("host_lock.py", str(host.root)), 30, "the host lock to be released")
+    assert time.monotonic() - interrupted <= stale_s + 90
+    reasons = list(host.root.glob("runs/*/*/watchdog.txt"))
+    assert len(reasons) == 1 and "controller stopped polling" in reasons[0].read_text()
+
+
+def test_one_run_at_a_time_per_host(fleet, tmp_path):
+    host = fleet.hosts[0]
+    inventory = fleet.inventory()
+    marker = f"fleetbench_payload run --case {host.root}/"
+    common = ("-i", str(inventory), "run.yml", *OFFLINE, "-e", "steps=3", "-e", "warmup_steps=1", "--limit", only(host))
+    # The first case lasts 90 s or more, so the others reach the host lock while it is held.
+    first = start_playbook(tmp_path / "first.log", *common, "-e", "min_duration_s=90",
+                           "-e", f"fleetbench_results_dir={tmp_path / 'first'}")
+    wait_for(lambda: payload_pids(marker) or first.poll() is not None, 900, "the first run's payload")
+    # Started while the first run benchmarks the host: one waits for it, one gives up after 3 s.
+    second = start_playbook(tmp_path / "second.log", *common, "-e", f"fleetbench_results_dir={tmp_path / 'second'}")
+    third = start_playbook(tmp_path / "third.log", *common, "-e", "benchmark_lock_wait_s=3",
+                           "-e", f"fleetbench_results_dir={tmp_path / 'third'}")
+    for proc in (first, second, third):
+        proc.wait(timeout=1200)
+    assert first.returncode == 0, (tmp_path / "first.log").read_text()[-6000:]
+    assert second.returncode == 0, (tmp_path / "second.log").read_text()[-6000:]
+    assert "Wait for the host lock" in (tmp_path / "second.log").read_text()
+    a, b = (case_result(run_dir_of(tmp_path / name), host.name) for name in ("first", "second"))
+    assert interval(a)[1] <= interval(b)[0], "the second run benchmarked the host while the first did"
+    for result in (a, b):
+        assert isinstance(result["provenance"]["host_state"]["loadavg_1m"], float)
+
+    assert third.returncode != 0
+    summary = json.loads((run_dir_of(tmp_path / "third") / "summary.json").read_text())
+    row = {r["host"]: r for r in summary["rows"]}[host.name]
+    assert row["status"] == "failed" and "host busy: fleetbench run" in row["reason"], row
+    assert not (run_dir_of(tmp_path / "third") / "hosts" / host.name / "inference-throughput" / "result.json").exists()

@@ -88,3 +88,28 @@ def test_upper_case_name_is_an_alias(tmp_path):
     # Validation accepts the alias; a wrong value under the alias is still rejected early.
     proc, _ = _run(tmp_path, "-e", "PRECISION=amx_int9")
     assert proc.returncode != 0 and "precision='amx_int9'" in proc.stdout + proc.stderr
+
+
+def test_offline_hub_model_fails_early_and_leaves_no_run_behind(tmp_path):
+    # The default model comes from the Hub; port 9 on loopback refuses, as an offline machine does.
+    results = tmp_path / "results"
+    proc = ansible_playbook("run.yml", "-e", f"dataset_dir={SST2}", "-e", f"fleetbench_results_dir={results}",
+                            env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "model_source=synthetic" in out, "the error says how to run offline"
+    assert "Gather the minimal host facts" not in proc.stdout
+    assert not results.exists(), "a run that cannot stage leaves no run folder and does not move results/latest"
+
+
+def test_oversized_host_files_are_not_fetched(tmp_path):
+    # A host cannot fill the controller's disk: files over benchmark_fetch_max_mib stay on the host.
+    proc, results = _run(tmp_path, "-e", "precision=avx_fp32", "-e", "dry_run=true",
+                         "-e", "benchmark_fetch_max_mib=0")
+    assert proc.returncode != 0
+    run = _only_run(results)
+    [result] = run.glob("hosts/*/*/result.json")
+    doc = json.loads(result.read_text())
+    assert doc["status"] == "failed"
+    assert "over benchmark_fetch_max_mib=0 MiB on the host: not fetched" in doc["reason"]
+    assert not list(run.glob("hosts/*/*/payload.log"))

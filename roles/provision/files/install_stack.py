@@ -4,13 +4,16 @@
 The venv is <stack-dir>/venv-<first 12 hex of the lock's sha256>: a changed lock makes a new venv, an
 unchanged one is reused. An exclusive flock serialises hosts that share the folder (NFS homes, or the
 loopback test fleet); a marker written last tells a complete venv from an interrupted one.
-Prints one JSON object: {"changed", "venv", "python", "lock_sha256"}. Stdlib only, Python 3.8+.
+Prints one JSON object: {"changed", "venv", "python", "lock_sha256", "target"} (target: this Python, for
+an offline download on the controller), plus "pip_args" when it installed. Stdlib only, Python 3.8+.
 """
 
 import argparse
 import fcntl
 import hashlib
 import json
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -34,6 +37,21 @@ def version_ok(spec, version):
     return True
 
 
+def target():
+    """This interpreter as a PEP 508 marker environment, plus its glibc: what an offline download needs."""
+    impl = sys.implementation
+    v = impl.version
+    pre = "" if v.releaselevel == "final" else v.releaselevel[0] + str(v.serial)
+    impl_version = f"{v.major}.{v.minor}.{v.micro}{pre}"
+    libc, libc_version = platform.libc_ver()
+    return {"implementation_name": impl.name, "implementation_version": impl_version, "os_name": os.name,
+            "platform_machine": platform.machine(), "platform_python_implementation": platform.python_implementation(),
+            "platform_release": platform.release(), "platform_system": platform.system(),
+            "platform_version": platform.version(), "python_full_version": platform.python_version(),
+            "python_version": ".".join(platform.python_version_tuple()[:2]), "sys_platform": sys.platform,
+            "glibc": libc_version if libc == "glibc" else ""}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lock", required=True, type=Path)
@@ -55,7 +73,7 @@ def main():
 
     venv = args.stack_dir / ("venv-" + digest[:12])
     python = venv / "bin" / "python"
-    result = {"changed": False, "venv": str(venv), "python": str(python), "lock_sha256": digest}
+    result = {"changed": False, "venv": str(venv), "python": str(python), "lock_sha256": digest, "target": target()}
 
     def complete():
         marker = venv / MARKER
@@ -79,9 +97,10 @@ def main():
             proc = subprocess.run(pip, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if proc.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
-                sys.exit(f"pip could not install the stack lock into {venv}:\n{proc.stdout[-4000:]}")
+                errors = " ".join(line for line in proc.stdout.splitlines() if line.startswith("ERROR"))
+                sys.exit(f"pip could not install the stack lock into {venv}: {errors[:1500]}\n{proc.stdout[-4000:]}")
             (venv / MARKER).write_text(digest + "\n")
-            result["changed"] = True
+            result.update(changed=True, pip_args=pip[3:])
     print(json.dumps(result))
 
 
