@@ -51,6 +51,11 @@ def parse_extra(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     extra = parse_extra(args.extra)
+    try:
+        fb_params.check_typed(extra)
+    except fb_params.ParamError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 2
     matrix = fb_cases.load_matrix()
     for host, info in inventory_hosts(args.inventory).items():
         given = {k: v for k, v in info["vars"].items() if k.lower() in fb_params.BY_NAME}

@@ -210,7 +210,9 @@ def _execute(case: dict[str, Any], doc: dict[str, Any], log: Log, dry_run: bool)
         shape = f"1 process, {len(layout[0])} streams sharing the weights" if sharing else f"{len(layout)} instance(s)"
         log.info(f"{shape} x {plan.cores_per_instance} cores: {plan.instances}")
         try:
-            results = launch.run(specs, runtime, nodes, instance_env, log)
+            # The instances' temporary files (torch makes some at import) go in the case's own working
+            # folder, so a terminated or killed instance leaves none behind in the host's /tmp.
+            results = launch.run(specs, runtime, nodes, {**instance_env, "TMPDIR": work}, log)
         except CaseError as exc:
             if exc.details.get("isa_verification"):
                 doc["isa_verification"] = exc.details["isa_verification"]

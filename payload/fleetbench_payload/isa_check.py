@@ -2,11 +2,14 @@
 
 oneDNN prints one line per primitive execution to the process's stdout (C stdio), e.g.::
 
-    onednn_verbose,v1,primitive,exec,cpu,inner_product,brgemm:avx512_core_amx,forward_inference,...
+    onednn_verbose,v1,primitive,exec,cpu,inner_product,brgemm:avx10_1_512_amx,forward_inference,...
     onednn_verbose,exec,cpu,matmul,brg_matmul:avx512_core_vnni,undef,...            (oneDNN before 3.4)
 
-The implementation name (``brgemm:avx512_core_amx``) says which ISA the kernel was built for. MKL prints
-``MKL_VERBOSE`` lines; its header names the code path on Intel CPUs (``... Intel(R) AMX ...``).
+The implementation name (``brgemm:avx10_1_512_amx``) says which ISA the kernel was built for; oneDNN 3.7
+(torch and IPEX 2.8) spells the SPR-level ISAs ``avx10_1_512`` (AVX-512 + FP16) and ``avx10_1_512_amx``
+(older releases: ``avx512_core_fp16``, ``avx512_core_amx``). MKL prints ``MKL_VERBOSE`` lines; its header
+names the code path MKL picked for this CPU (``... Intel(R) AMX ...`` on any AMX host, fp32 SGEMM included),
+which is recorded but never taken as proof that an AMX kernel ran.
 Standard library only: the launcher and the unit tests use the parser without torch.
 """
 
@@ -22,18 +25,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-# Most capable first: the first match in an implementation name is its ISA.
-ISA_NAMES = ("avx10_2_512_amx_2", "avx10_1_512_amx_fp16", "avx512_core_amx_fp16", "avx512_core_amx", "avx10_1_512",
-             "avx512_core_fp16", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2_vnni_2", "avx2_vnni",
-             "avx2", "avx", "sse41")
-_ISA = re.compile("|".join(ISA_NAMES))
+# The whole ISA token of an implementation name (``brgemm:avx10_1_512_amx`` -> ``avx10_1_512_amx``): matching
+# a list of known names would read a newer, longer name as its prefix (``avx10_1_512``) and miss AMX.
+_ISA = re.compile(r"(?<![a-z0-9])(?:sse41|avx[a-z0-9_]*)")
 COMPUTE = frozenset({"matmul", "inner_product", "convolution", "deconvolution", "rnn"})
 MAX_KEPT = 12  # implementations listed in the result
 
 
 
 def kernel_isa(implementation: str) -> str:
-    """``brgemm:avx512_core_amx`` -> ``avx512_core_amx``; ``gemm:jit`` or ``ref:any`` -> ``none``."""
+    """``brgemm:avx10_1_512_amx`` -> ``avx10_1_512_amx``; ``gemm:jit`` or ``ref:any`` -> ``none``."""
     match = _ISA.search(implementation)
     return match.group(0) if match else "none"
 
@@ -85,7 +86,7 @@ def parse(text: str) -> dict[str, Any]:
         "isa_counts": dict(isa.most_common()),
         "compute_isa": dict(compute.most_common()),
         "implementations": dict(impls.most_common(MAX_KEPT)),
-        "amx": any("amx" in name for name in compute) or mkl_isa == "amx",
+        "amx": any("amx" in name for name in compute),
         "fpmath_bf16": fpmath_bf16,
         "int8_kernels": int8,
         "graph_partitions": graph,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,14 +54,20 @@ def run_one(precision: str, backend: str, args: argparse.Namespace, out: Path) -
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "case.json").write_text(json.dumps(case_doc(precision, backend, args)), encoding="utf-8")
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "fleetbench_payload", "run", "--case", str(folder / "case.json"),
-                           "--out", str(folder)], capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    with subprocess.Popen([sys.executable, "-m", "fleetbench_payload", "run", "--case", str(folder / "case.json"),
+                           "--out", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            proc.terminate()  # the case stops its own instances on SIGTERM
+            proc.wait(timeout=60)
+            raise
     seconds = f"{time.monotonic() - started:.0f}"
     try:
         result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         return {"precision": precision, "backend": backend, "status": "error", "seconds": seconds,
                 "isa verified": "-", "path": "-", "reason": f"no result.json (exit {proc.returncode}): {tail[0]}"}
     status = result["status"] + (" (isa_mismatch)" if result.get("isa_mismatch") else "")
@@ -84,6 +91,9 @@ def main(args: argparse.Namespace) -> int:
     have = ", ".join(flag for flag, on in platform["isa"].items() if on) or "none"
     print(f"selfcheck on {platform['name']} ({platform['model_name']}): ISA {have}", flush=True)
     rows = []
+    # SIGTERM (a playbook timeout, kill) unwinds like Ctrl-C: the running case is stopped and the temporary
+    # folder removed.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="fleetbench-selfcheck-") as tmp:
         out = args.out or Path(tmp)
         for backend in args.backends.split(","):

@@ -187,6 +187,26 @@ def test_verbose_output_is_read_per_kernel() -> None:
     assert (summary["mkl_calls"], summary["mkl_isa"]) == (1, "amx")
     assert isa_check.kernel_isa("x64:gemm:jit") == "none"
     assert isa_check.kernel_isa("brgemm:avx512_core_amx_fp16") == "avx512_core_amx_fp16"
+    # oneDNN 3.7's names (torch/IPEX 2.8 on SPR): the whole token, never a shorter prefix of it.
+    assert isa_check.kernel_isa("brgemm:avx10_1_512_amx") == "avx10_1_512_amx"
+    assert isa_check.kernel_isa("brg_matmul:avx10_1_512") == "avx10_1_512"
+    assert isa_check.kernel_isa("jit:avx2") == "avx2" and isa_check.kernel_isa("jit:uni") == "none"
+
+
+def test_amx_comes_from_kernels_that_ran_never_from_mkls_header() -> None:
+    """oneDNN 3.7 on an SPR (captured from IPEX bf16): AMX. An fp32 run capped below AMX whose MKL header names
+    the AMX code path: not AMX."""
+    bf16 = isa_check.parse("onednn_verbose,v1,primitive,exec,cpu,inner_product,brgemm:avx10_1_512_amx,"
+                           "forward_training,src:bf16::blocked:ab::f0 wei:bf16::blocked:AB16b64a2b::f0,"
+                           "attr-scratchpad:user,,mb128ic768oc3072,0.2\n")
+    assert bf16["compute_isa"] == {"avx10_1_512_amx": 1} and bf16["amx"] is True
+    assert isa_check.judge("amx_bfloat16", bf16, host_lacks_isa=False) == (True, "oneDNN compute kernels: "
+                                                                            "avx10_1_512_amx x1")
+    fp32 = isa_check.parse("\n".join(line for line in VERBOSE.splitlines()
+                                     if "MKL" in line or "brgemm:avx512_core," in line))
+    assert fp32["mkl_isa"] == "amx" and fp32["amx"] is False
+    ok, verdict = isa_check.judge("amx_bfloat16", fp32, host_lacks_isa=False)
+    assert not ok and verdict.startswith("amx_bfloat16 needs AMX, but no AMX kernel ran")
 
 
 def test_isa_verdicts() -> None:

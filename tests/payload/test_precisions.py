@@ -10,8 +10,10 @@ import ast
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -323,6 +325,28 @@ def test_selfcheck_prints_what_ran(stack_python: Path, tiny_model: Path, tmp_pat
     header = next(line for line in out.splitlines() if line.startswith("precision"))
     assert header.split() == ["precision", "backend", "status", "seconds", "isa", "verified", "path", "reason"]
     assert (tmp_path / "out" / "ipex-avx_fp32" / "result.json").is_file()
+
+
+def test_selfcheck_stopped_by_sigterm_leaves_no_temporary_folder_or_process(stack_python: Path, tiny_model: Path,
+                                                                              tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([str(stack_python), "-m", "fleetbench_payload", "selfcheck", "--dataset-dir", str(SST2),
+                             "--model-dir", str(tiny_model), "--cache-dir", str(tmp_path / "cache"),
+                             "--backends", "ipex", "--precisions", "avx_fp32", "--steps", "1000000",
+                             "--max-seq-length", "16"], cwd=PAYLOAD, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(PAYLOAD), "TMPDIR": str(tmp)})
+    deadline = time.monotonic() + 300
+    while not list(tmp.glob("fleetbench-selfcheck-*/*/case.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "selfcheck never started its case"
+        time.sleep(0.5)
+    time.sleep(2)  # the case's process is running
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp.iterdir()) == [], "selfcheck left its temporary folder"
+    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
+    assert left.stdout == "", f"a case process survived: {left.stdout}"
 
 
 def test_report_shows_isa_mismatch_apart_and_flags_the_accuracy_guard() -> None:

@@ -35,11 +35,11 @@ class Playground:
 
     def added_outside_run(self, before: set[str]) -> set[str]:
         """Paths the run added but its run folder, the history database beside it and the host's deliberate
-        files (caches, helper scripts, the empty runs folder, the host lock)."""
+        files (caches, helper scripts, the empty runs folder): the host lock file is gone too."""
         run = (self.results / "latest").resolve() if (self.results / "latest").exists() else None
         return {rel for rel in self.tree() - before
                 if not _DELIBERATE.match(rel) and not (run and (self.tmp_path / rel).is_relative_to(run))}
 
 
 _DELIBERATE = re.compile(r"^(results(/latest|/fleetbench\.sqlite)?"
-                         r"|host(/\d+)?(/runs|/benchmark\.lock(\.owner)?|/(bin|payload|assets|cache)(/.*)?)?)$")
+                         r"|host(/\d+)?(/runs|/(bin|payload|assets|cache)(/.*)?)?)$")

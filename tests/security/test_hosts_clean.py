@@ -36,6 +36,7 @@ def test_timed_out_case_leaves_no_process_or_folder(tmp_path, stack_python):
     assert result["status"] == "timeout", result["reason"]
     assert not payload_running(play.host_root)
     assert list((play.host_root / "runs").iterdir()) == []
+    assert not list(play.host_root.glob("benchmark.lock*")), "the host lock file was left behind"
 
 
 def _leftovers(play):

@@ -55,6 +55,11 @@ def test_regex_selection_and_errors(fleet_inventory):
     bad = fb_cases("-i", str(fleet_inventory), "-e", 'cases=.*"; id; "')
     assert bad.returncode == 2 and "matches none of the cases" in bad.stderr
     assert "uid=" not in bad.stdout + bad.stderr
+    typo = fb_cases("-i", str(fleet_inventory), "-e", "precison=avx_fp32")
+    assert typo.returncode == 2 and "unknown parameter 'precison'; did you mean 'precision'?" in typo.stderr
+    assert typo.stdout == "", "nothing is listed under a typo"
+    jinja = fb_cases("-i", str(fleet_inventory), "-e", "steps={{ 7 * 6 }}")
+    assert jinja.returncode == 2 and "contains a Jinja template" in jinja.stderr
 
 
 def test_case_overrides_and_user_values():

@@ -65,12 +65,29 @@ def test_host_lock_one_holder_the_next_gives_up_then_gets_it_after_release(tmp_p
     reason = state(tmp_path, "run-b")["reason"]
     assert reason.startswith("host busy: fleetbench run run-a") and "benchmark_lock_wait_s=2" in reason
 
+    # run-c waits while run-a releases: it must end up holding the (new) lock file, not the unlinked one.
+    second = subprocess.Popen(lock_cmd(tmp_path, "run-c", "--stale-after", "2"))
+    beat_c = tmp_path / "run-c.beat"
+    deadline = time.monotonic() + 20
+    while state(tmp_path, "run-c").get("state") != "waiting":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        beat_c.touch()
     (tmp_path / "run-a.beat").unlink()  # the run's working folder was removed: release
     assert first.wait(timeout=10) == 0
-    second = subprocess.Popen(lock_cmd(tmp_path, "run-c", "--stale-after", "1"))
     deadline = time.monotonic() + 20
     while state(tmp_path, "run-c").get("state") != "held":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    # Nobody polls run-c: its heartbeat goes stale and the holder lets go by itself.
+        beat_c.touch()
+    beat_c.touch()  # the controller is still watching run-c
+    assert json.loads((tmp_path / "benchmark.lock.owner").read_text())["run_id"] == "run-c"
+    third = subprocess.Popen(lock_cmd(tmp_path, "run-d", "--wait-s", "1"))
+    while third.poll() is None:
+        beat_c.touch()
+        time.sleep(0.2)
+    assert third.returncode == 1 and state(tmp_path, "run-d")["state"] == "gave_up", \
+        "a second holder got the lock while run-c held it"
+    # Nobody polls run-c: its heartbeat goes stale and the holder lets go by itself, leaving no lock files.
     assert second.wait(timeout=15) == 0
+    assert not (tmp_path / "benchmark.lock").exists() and not (tmp_path / "benchmark.lock.owner").exists()

@@ -4,7 +4,8 @@
 `hold` (started as an async task) waits up to --wait-s for the lock, writing its state to --state as JSON
 ({"state": "waiting"|"held"|"gave_up", "holder", "waited_s", "reason"}), then holds it until the run's
 heartbeat file is removed (the run's working folder is removed at its end) or is older than --stale-after
-(the controller was interrupted or killed). The lock dies with the process, so it is never left behind.
+(the controller was interrupted or killed). The lock dies with the process; on release the holder also
+removes the lock and owner files, so a finished run leaves none behind.
 `status` touches the heartbeat (the controller is watching) and prints the state. Stdlib only.
 """
 
@@ -45,31 +46,58 @@ def age(path):
         return float("inf")
 
 
+def same_file(fh, path):
+    """Whether `path` still names the file `fh` has open (a releasing holder unlinks it)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def acquire(args, owner_file, start):
+    """The locked lock file, or None after writing a `gave_up` state."""
+    while True:
+        lock = open(args.lock, "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            waited = time.monotonic() - start
+            holder = read_json(owner_file)
+            if waited >= args.wait_s or age(args.heartbeat) > args.stale_after:
+                write_json(args.state, {"state": "gave_up", "holder": holder, "waited_s": round(waited), "reason": (
+                    f"host busy: fleetbench run {holder.get('run_id', '?')} has been benchmarking it since "
+                    f"{holder.get('since', '?')} (lock {args.lock}); waited {waited:.0f} s (benchmark_lock_wait_s="
+                    f"{args.wait_s:.0f}). Run again when it is done, or raise benchmark_lock_wait_s.")})
+                return None
+            write_json(args.state, {"state": "waiting", "holder": holder, "waited_s": round(waited)})
+            time.sleep(POLL_S)
+            continue
+        if same_file(lock, args.lock):
+            return lock
+        lock.close()  # locked a file the previous holder had just unlinked: take the new one
+
+
 def hold(args):
     touch(args.heartbeat)
     owner_file = args.lock + ".owner"
     start = time.monotonic()
-    with open(args.lock, "a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - start
-                holder = read_json(owner_file)
-                if waited >= args.wait_s or age(args.heartbeat) > args.stale_after:
-                    write_json(args.state, {"state": "gave_up", "holder": holder, "waited_s": round(waited), "reason": (
-                        f"host busy: fleetbench run {holder.get('run_id', '?')} has been benchmarking it since "
-                        f"{holder.get('since', '?')} (lock {args.lock}); waited {waited:.0f} s (benchmark_lock_wait_s="
-                        f"{args.wait_s:.0f}). Run again when it is done, or raise benchmark_lock_wait_s.")})
-                    return 1
-                write_json(args.state, {"state": "waiting", "holder": holder, "waited_s": round(waited)})
-                time.sleep(POLL_S)
+    lock = acquire(args, owner_file, start)
+    if lock is None:
+        return 1
+    with lock:
         write_json(owner_file, {"run_id": args.owner, "pid": os.getpid(),
                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         write_json(args.state, {"state": "held", "waited_s": round(time.monotonic() - start)})
         while age(args.heartbeat) <= args.stale_after:
             time.sleep(POLL_S)
+        # Unlink while still holding, so the host keeps no lock file; a waiter that opened this file sees
+        # it is gone (same_file) and opens a fresh one.
+        for path in (owner_file, args.lock):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
     return 0
 
 
