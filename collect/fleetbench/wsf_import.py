@@ -6,7 +6,8 @@ DIR (DIR included) whose ``benchmark_*.log`` files lie in it or one level down; 
 on one host (``--host``, default ``wsf-<platform>``). From them, with kpi.sh's semantics:
 
 - ``Throughput: N sentences/s``: one line per instance, **summed**;
-- ``P50 Latency N ms`` / ``P90 ...`` / ``P99 ...``: averaged over the instance lines (as kpi.sh does);
+- ``P50 Latency N ms`` / ``P90 ...`` / ``P99 ...``: averaged over the instance lines;
+- the reference's own latency KPI, 1000 x instances / summed throughput (ms), as ``kpi.latency_ms.mean``;
 - ``eval_accuracy = N``: a fraction, reported as N x 100 percent;
 - ``KEY: value`` parameter dump lines (``PRECISION: amx_bfloat16``, ``MODE: throughput``, ...) give the
   parameters, checked like fleetbench's own; ``PLATFORM`` the platform, ``Torch_Version`` the stack.
@@ -195,6 +196,8 @@ def _result(parsed: Parsed, run_id: str, host: str, case: str, started: str) -> 
     """The result.json for the case, and why it failed ("" if it passed)."""
     lines = parsed.kpi_lines
     latency = {name.lower(): sum(v) / len(v) for name, v in lines.items() if name != "Throughput" and v}
+    if lines["Throughput"] and sum(lines["Throughput"]) > 0:  # the reference's latency KPI
+        latency["mean"] = 1000 * len(lines["Throughput"]) / sum(lines["Throughput"])
     kpi: dict[str, Any] = {
         "throughput": sum(lines["Throughput"]) if lines["Throughput"] else None, "latency_ms": latency or None,
         "accuracy": parsed.values.get("accuracy"), "accuracy_meaningful": True,

@@ -95,6 +95,14 @@ def run(case_path: Path, out_dir: Path, dry_run: bool = False) -> int:
     return 0
 
 
+def _torch_before(major: int, minor: int) -> bool:
+    try:
+        found = metadata.version("torch").split("+")[0].split(".")[:2]
+    except metadata.PackageNotFoundError:
+        return False  # the backend's import fails the case with the real error
+    return tuple(int(part) for part in found) < (major, minor)
+
+
 def _terminated(signum: int, _frame: object) -> None:
     raise CaseError(f"terminated by {signal.Signals(signum).name}")
 
@@ -132,6 +140,12 @@ def _execute(case: dict[str, Any], doc: dict[str, Any], log: Log, dry_run: bool)
         log.info(f"require_isa=false: running {precision} without {', '.join(missing)} (isa_mismatch)")
     if backend not in BACKENDS:
         raise CaseError(f"backend {backend} is not implemented (implemented: {', '.join(BACKENDS)})")
+    if backend == "inductor" and precision == "amx_bfloat32" and _torch_before(2, 9):
+        # PyTorch 2.8 has no oneDNN fp32-precision knob that reaches Inductor's linears (docs/payload.md): running
+        # it would measure fp32 math, so it is refused before anything loads, like a missing ISA.
+        raise CaseError(f"amx_bfloat32 on backend=inductor needs PyTorch >= 2.9 (torch.backends.mkldnn.matmul."
+                        f"fp32_precision); this stack has torch {metadata.version('torch')}: use backend=ipex "
+                        "(ipex.set_fp32_math_mode BF32)", status="skipped")
 
     plan = placement.plan(params, detected["host"], os.sched_getaffinity(0))
     doc["warnings"] += plan.warnings

@@ -3,10 +3,10 @@
 - avx_fp32: ``torch.compile`` with ``torch._inductor.config.freezing = True`` (weights folded as constants
   and prepacked for oneDNN/MKL).
 - amx_bfloat16: the same under ``torch.autocast("cpu", bfloat16)``.
-- amx_bfloat32: fp32 weights, with PyTorch's knob for bf16 math in fp32 matmuls:
-  ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"`` where it exists (PyTorch >= 2.9), else
-  ``torch.set_float32_matmul_precision("medium")`` (PyTorch 2.8). The result records which knob ran, and the
-  ISA check (oneDNN verbose) records whether any kernel really did its math in bf16.
+- amx_bfloat32: fp32 weights, with PyTorch's knob for bf16 math in fp32 matmuls,
+  ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"`` (PyTorch >= 2.9; on the pinned 2.8 the case is
+  skipped before loading: its only knob reaches no linear layer). The ISA check (oneDNN verbose) records
+  whether any kernel really did its math in bf16.
 - avx_int8 / amx_int8: PT2E static quantization: ``torch.export`` (strict, so the quantizer can see the
   linear layers), ``prepare_pt2e`` with ``X86InductorQuantizer`` (its default config: per-tensor affine u8
   activations with histogram observers, per-channel symmetric s8 weights), calibration, ``convert_pt2e``,
@@ -64,14 +64,12 @@ def amx_bfloat16(model: torch.nn.Module, example: tuple[torch.Tensor, ...], ctx:
 
 
 def bf32_knob() -> str:
-    """Turn on bf16 math for fp32 matmuls with the knob this PyTorch has; return what was set."""
+    """Turn on bf16 math for fp32 matmuls (PyTorch >= 2.9; the case refuses amx_bfloat32 on older ones)."""
     matmul = getattr(torch.backends.mkldnn, "matmul", None)
-    if matmul is not None and hasattr(matmul, "fp32_precision"):
-        matmul.fp32_precision = "bf16"
-        return "torch.backends.mkldnn.matmul.fp32_precision = 'bf16'"
-    torch.set_float32_matmul_precision("medium")
-    return ("torch.set_float32_matmul_precision('medium') (this PyTorch has no "
-            "torch.backends.mkldnn.matmul.fp32_precision)")
+    if matmul is None or not hasattr(matmul, "fp32_precision"):
+        raise CaseError(f"amx_bfloat32: torch {torch.__version__} has no torch.backends.mkldnn.matmul.fp32_precision")
+    matmul.fp32_precision = "bf16"
+    return "torch.backends.mkldnn.matmul.fp32_precision = 'bf16'"
 
 
 def amx_bfloat32(model: torch.nn.Module, example: tuple[torch.Tensor, ...], ctx: PrepareContext) -> Prepared:

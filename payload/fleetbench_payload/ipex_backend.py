@@ -19,6 +19,7 @@ import intel_extension_for_pytorch as ipex
 import torch
 from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
 
+from fleetbench_payload import cpuinfo
 from fleetbench_payload.backend_api import PrepareContext, Prepared, Preparer
 from fleetbench_payload.errors import CaseError, stage
 
@@ -50,15 +51,17 @@ def _runner(traced: torch.jit.ScriptModule, bf16: bool) -> Callable[..., Any]:
 
 
 def avx_fp32(model: torch.nn.Module, example: tuple[torch.Tensor, ...], ctx: PrepareContext) -> Prepared:
-    """fp32 as the reference runs it (ipex.optimize(O1), then a frozen TorchScript trace), with IPEX's
-    auto_kernel_selection on: fp32 linear layers then run on oneDNN's kernels instead of MKL's, measured
-    1.4-1.6x faster (see docs/payload.md); bf16, bf32 and int8 use oneDNN anyway."""
+    """fp32 as the reference runs it (ipex.optimize(O1), then a frozen TorchScript trace). On Intel the fp32
+    linear layers stay on MKL, as in the reference; elsewhere MKL does not use AVX-512, so IPEX's
+    auto_kernel_selection moves them to oneDNN's kernels (measured 1.4-1.6x faster on AMD, 3-7% slower on
+    Intel: docs/payload.md). bf16, bf32 and int8 use oneDNN anyway."""
+    use_onednn = cpuinfo.detect()["platform"]["vendor"] != "Intel"
     with torch.no_grad(), stage("ipex.optimize"):
-        model = ipex.optimize(model.eval(), dtype=torch.float32, level="O1", auto_kernel_selection=True)
+        model = ipex.optimize(model.eval(), dtype=torch.float32, level="O1", auto_kernel_selection=use_onednn)
     return _trace_and_freeze(model, example), {
         "backend": NAME, "dtype": "float32",
-        "path": "ipex.optimize(dtype=float32, level=O1, auto_kernel_selection=True) + torch.jit.trace(strict=False) "
-                "+ torch.jit.freeze"}
+        "path": f"ipex.optimize(dtype=float32, level=O1, auto_kernel_selection={use_onednn}) + "
+                "torch.jit.trace(strict=False) + torch.jit.freeze"}
 
 
 def amx_bfloat16(model: torch.nn.Module, example: tuple[torch.Tensor, ...], ctx: PrepareContext) -> Prepared:

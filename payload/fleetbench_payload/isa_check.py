@@ -96,7 +96,8 @@ def parse(text: str) -> dict[str, Any]:
 
 
 def judge(precision: str, summary: dict[str, Any], host_lacks_isa: bool) -> tuple[bool, str]:
-    """(passes, verdict). ``amx_*`` needs an AMX kernel unless the host lacks AMX and the user ran it anyway
+    """(passes, verdict). ``avx_*`` fails when an AMX kernel ran (its oneDNN cap did not hold); ``amx_*`` needs
+    an AMX kernel unless the host lacks AMX and the user ran it anyway
     (require_isa=false: then the missing AMX is expected and recorded, not a failure); ``amx_bfloat32`` also
     needs kernels that did their fp32 math in bf16 (oneDNN fpmath bf16)."""
     compute = ", ".join(f"{k} x{n}" for k, n in summary["compute_isa"].items()) or "no oneDNN compute kernel"
@@ -104,6 +105,8 @@ def judge(precision: str, summary: dict[str, Any], host_lacks_isa: bool) -> tupl
     seen = f"oneDNN compute kernels: {compute}{mkl}"
     if precision == "amx_bfloat32" and summary["fpmath_bf16"] == 0:
         return False, f"amx_bfloat32 asked for fp32 math in bf16, but no kernel ran with bf16 math ({seen})"
+    if precision.startswith("avx_") and summary["amx"]:
+        return False, f"{precision} caps oneDNN below AMX, but an AMX kernel ran ({seen})"
     if precision.startswith("amx_") and not summary["amx"]:
         if host_lacks_isa:
             return True, f"no AMX kernel, as expected on a host without AMX ({seen})"

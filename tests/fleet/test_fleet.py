@@ -64,13 +64,21 @@ def test_three_hosts_in_parallel(fleet, tmp_path):
                             "--limit", only(*hosts), "-e", f"fleetbench_results_dir={results}")
     assert proc.returncode == 0, proc.stdout[-6000:]
     run = run_dir_of(results)
+    windows = []
     for host in hosts:
         result = case_result(run, host.name)
         assert result["status"] == "passed", result["reason"]
         assert result["host"] == host.name and result["kpi"]["throughput"] > 0
-        assert host.name in proc.stdout
+        windows.append((result["started_at"], result["finished_at"]))
         # Each host worked in its own root folder.
         assert (host.root / "payload").is_dir()
+    # In parallel: every host's case had started before any had finished.
+    assert max(start for start, _ in windows) < min(end for _, end in windows), windows
+    # The report has a row per host.
+    summary = json.loads((run / "summary.json").read_text())
+    assert sorted(row["host"] for row in summary["rows"]) == sorted(h.name for h in hosts)
+    report = (run / "report.md").read_text()
+    assert all(f"| {h.name} |" in report or f" {h.name} " in report for h in hosts), report
     # The declared group (emr) differs from what was detected here: reported, not fatal.
     assert "WARNING: fleet-h2: declared in group emr but detected" in proc.stdout
     host_json = json.loads((run / "hosts" / hosts[2].name / "host.json").read_text())

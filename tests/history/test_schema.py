@@ -54,11 +54,22 @@ def test_every_shape_the_payload_writes_validates(tmp_path, name):
     assert (record.status, record.rejected) == (rec.status, False)
 
 
+def _precision_this_host_lacks() -> str | None:
+    sys.path.insert(0, str(REPO / "payload"))
+    from fleetbench_payload import cpuinfo  # stdlib only
+
+    isa = cpuinfo.detect()["platform"]["isa"]
+    return next((p for p in cpuinfo.PRECISION_ISA if cpuinfo.missing_isa(p, isa)), None)
+
+
 @pytest.mark.parametrize("mode", ["dry-run", "isa"])
 def test_result_files_written_by_the_real_payload_validate(tmp_path, mode):
-    """The payload itself (no torch needed on these paths) writes result.json; the controller accepts it."""
+    """The payload itself (no torch needed on these paths) writes result.json; the controller accepts it.
+    `isa`: the gate's skip where this host lacks a precision's ISA; on a host with every ISA, the case file
+    (which names no core layout) fails in the payload instead, a failed record that must validate too."""
+    lacking = _precision_this_host_lacks()
     case = {"run_id": RUN, "host": "h", "case": "inference-throughput",
-            "params": {"mode": "throughput", "precision": "amx_int8", "steps": 2, "warmup_steps": 1,
+            "params": {"mode": "throughput", "precision": lacking or "amx_int8", "steps": 2, "warmup_steps": 1,
                        "batch_size": 1, "max_seq_length": 16}}
     (tmp_path / "CASE.json").write_text(json.dumps(case))
     extra = ["--dry-run"] if mode == "dry-run" else []
@@ -69,7 +80,13 @@ def test_result_files_written_by_the_real_payload_validate(tmp_path, mode):
     doc = json.loads((tmp_path / "out" / "result.json").read_text())
     Draft202012Validator(result_schema()).validate(doc)
     record = load_result(tmp_path / "out" / "result.json", Expected(RUN, "h", "inference-throughput"))
-    assert record.rejected is False and record.status in ("skipped", "failed")
+    assert record.rejected is False
+    if mode == "dry-run":
+        assert (record.status, doc["reason"]) == ("skipped", "dry run")
+    elif lacking:
+        assert record.status == "skipped" and doc["reason"].startswith(f"precision {lacking} needs "), doc["reason"]
+    else:
+        assert record.status == "failed" and doc["reason"].startswith("payload error: "), doc["reason"]
 
 
 @pytest.mark.parametrize(("path", "name"), [(("params",), "params"), (("params", "precision"), "precision"),

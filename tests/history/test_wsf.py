@@ -69,6 +69,10 @@ def test_import_applies_the_reference_semantics(wsf_logs, tmp_path, capsys):
     assert spr.throughput == pytest.approx(406.1 + 406.245)  # summed over the instance lines
     assert spr.latency_p50 == pytest.approx((2.41 + 2.43) / 2) and spr.latency_p99 == pytest.approx(3.89)
     assert spr.stack == "torch 2.8.0+cpu"
+    stored = [json.loads(p.read_text()) for p in results.glob("wsf-*/hosts/*/*/result.json")]
+    spr_doc = next(d for d in stored if d["platform"]["name"] == "SPR")
+    # The reference's latency KPI: 1000 x instances / summed throughput.
+    assert spr_doc["kpi"]["latency_ms"]["mean"] == pytest.approx(1000 * 2 / (406.1 + 406.245))
     emr = samples["EMR"]
     assert (emr.case, emr.batch_size, emr.accuracy, emr.value("accuracy")) == (
         "inference-accuracy", 100, pytest.approx(91.06), pytest.approx(91.06))

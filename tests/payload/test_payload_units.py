@@ -207,6 +207,9 @@ def test_amx_comes_from_kernels_that_ran_never_from_mkls_header() -> None:
     assert fp32["mkl_isa"] == "amx" and fp32["amx"] is False
     ok, verdict = isa_check.judge("amx_bfloat16", fp32, host_lacks_isa=False)
     assert not ok and verdict.startswith("amx_bfloat16 needs AMX, but no AMX kernel ran")
+    assert isa_check.judge("avx_fp32", fp32, host_lacks_isa=False)[0]
+    ok, verdict = isa_check.judge("avx_int8", bf16, host_lacks_isa=False)  # the cap below AMX did not hold
+    assert not ok and verdict.startswith("avx_int8 caps oneDNN below AMX, but an AMX kernel ran")
 
 
 def test_isa_verdicts() -> None:
