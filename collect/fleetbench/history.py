@@ -240,7 +240,10 @@ def read_run(run_dir: Path, source: str = "fleetbench") -> IngestRun:
     groups = {host: load_groups(d) for host, d in host_dirs.items()}
     stored = tuple(_stored(run.run_id, rec, row, groups[rec.host], run.params.get(rec.host, {}).get(rec.case, {}))
                    for rec, row in zip(records, summary.rows, strict=True))
-    started = utc_timestamp(run.started_at) or now_utc()
+    started = utc_timestamp(run.started_at)
+    if run.started_at and started is None:  # the run's place in every series: never guessed
+        raise RunError(f"{run_dir / 'run.json'}: started_at {str(run.started_at)[:60]!r} is not an ISO 8601 time")
+    started = started or now_utc()
     return IngestRun(run.run_id, started, source, summary.status, str(run_dir.resolve()), stored)
 
 

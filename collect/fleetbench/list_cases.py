@@ -35,15 +35,19 @@ def inventory_hosts(inventory: str) -> dict[str, dict[str, Any]]:
         if group != "_meta":
             for host in members(group):
                 groups_of.setdefault(host, []).append(group)
-    return {h: {"vars": hostvars.get(h, {}), "groups": sorted(groups_of.get(h, []))}
-            for h in sorted(members("fleetbench"))}
+    hosts = {h: {"vars": hostvars.get(h, {}), "groups": sorted(groups_of.get(h, []))}
+             for h in sorted(members("fleetbench"))}
+    if not hosts:  # ansible-inventory only warns about a missing file or one without the group
+        raise SystemExit(f"no host in group 'fleetbench' in {inventory}: is the path right? The playbooks run the "
+                         "hosts of that group (see inventory/fleet.example.yml)")
+    return hosts
 
 
 def parse_extra(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise SystemExit(f"-e {pair!r}: expected name=value")
         out[key] = value
     return out

@@ -5,7 +5,8 @@ its ``kpi.sh`` reads as ``*/benchmark_*.log`` from a run's log folder. Here a *r
 DIR (DIR included) whose ``benchmark_*.log`` files lie in it or one level down; all its logs are one case
 on one host (``--host``, default ``wsf-<platform>``). From them, with kpi.sh's semantics:
 
-- ``Throughput: N sentences/s``: one line per instance, **summed**;
+- ``Throughput: N sentences/s``: one line per instance, **summed**; a count of lines other than
+  ``INSTANCE_NUMBER`` (without weight sharing) fails the case instead: logs of several runs, or missing ones;
 - ``P50 Latency N ms`` / ``P90 ...`` / ``P99 ...``: averaged over the instance lines;
 - the reference's own latency KPI, 1000 x instances / summed throughput (ms), as ``kpi.latency_ms.mean``;
 - ``eval_accuracy = N``: a fraction, reported as N x 100 percent;
@@ -206,6 +207,14 @@ def _result(parsed: Parsed, run_id: str, host: str, case: str, started: str) -> 
     headline = {"Throughput": kpi["throughput"], "P50": latency.get("p50"), "eval_accuracy": kpi["accuracy"]}
     missing = headline[_HEADLINE[mode]] is None
     reason = f"no usable {_HEADLINE[mode]} line in the logs (mode {mode})" if missing else ""
+    count, instances = len(lines["Throughput"]), parsed.values.get("instance_number")
+    if not missing and count and isinstance(instances, int) and not parsed.values.get("weight_sharing") \
+            and count != instances:
+        # Summing these would report a throughput no run had: logs of several runs, or missing instances.
+        missing, reason = True, (
+            f"{count} Throughput lines, but INSTANCE_NUMBER is {instances}: logs of several runs in one folder, or "
+            "instance logs missing; not summed (import each run's folder, laid out <run>/<pod>/benchmark_*.log)")
+        parsed.problem(f"{reason}")
     doc = {
         "schema_version": 1, "run_id": run_id, "host": host, "case": case, "status": "failed" if missing else "passed",
         "reason": reason or f"imported from WSF logs ({len(lines['Throughput'])} instance lines)",

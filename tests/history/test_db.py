@@ -164,3 +164,16 @@ def test_sqlite_file_is_created_in_the_results_folder(tmp_path: Path):
     url = str(tmp_path / "deep" / "results" / "fleetbench.sqlite")
     Database(url).close()
     assert Path(url).is_file()
+
+
+def test_a_run_whose_start_time_cannot_be_read_is_refused(db_url, nightly, capsys):
+    """Its start time orders it in every series: a bad one is an error, never the time of the ingest."""
+    run_dir = nightly(0, fleet())
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "started_at": "yesterday"}))
+    assert main(["ingest", "--db", db_url, str(run_dir)]) != 0
+    captured = capsys.readouterr()
+    assert "started_at 'yesterday' is not an ISO 8601 time" in captured.out + captured.err
+    database = Database(db_url)
+    assert load_samples(database) == []
+    database.close()

@@ -129,3 +129,29 @@ def test_conflicting_values_across_pods_are_reported_and_not_used(tmp_path, caps
 def test_no_logs_is_an_error(tmp_path, capsys):
     assert main(["import-wsf", str(tmp_path), "--db", str(tmp_path / "h.sqlite")]) == 2
     assert "no benchmark_*.log under" in capsys.readouterr().err
+
+
+def test_instance_lines_that_do_not_match_instance_number_are_not_summed(tmp_path, capsys):
+    """Two nights whose logs lie straight in their folders, imported from the folder above: kpi.sh's
+    <run>/<pod>/ layout makes that one run of four instance lines, which INSTANCE_NUMBER (2) contradicts; a
+    run with a log missing is not summed either."""
+    root = tmp_path / "wsf"
+    for night in ("night1", "night2"):
+        for i in (0, 1):
+            write(root / night / f"benchmark_{i}.log", params_dump(PLATFORM="ICX", PRECISION="avx_fp32")
+                  + kpi_lines(101.0, 9.8, 10.4))
+    write(tmp_path / "short" / "run" / "pod0" / "benchmark_0.log",
+          params_dump(PLATFORM="EMR", PRECISION="avx_fp32") + kpi_lines(102.0, 9.7, 10.2))
+    url, results = str(tmp_path / "h.sqlite"), tmp_path / "results"
+    for folder in (root, tmp_path / "short"):
+        assert main(["import-wsf", str(folder), "--db", url, "--results-dir", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "4 Throughput lines, but INSTANCE_NUMBER is 2" in out
+    assert "1 Throughput lines, but INSTANCE_NUMBER is 2" in out
+    database = Database(url)
+    samples = load_samples(database)
+    database.close()
+    assert {(s.platform, s.status, s.included, s.throughput) for s in samples} == {
+        ("ICX", "failed", False, None), ("EMR", "failed", False, None)}
+    # Each night's own folder is a run of its two instances.
+    assert main(["import-wsf", str(root / "night1"), "--db", url, "--results-dir", str(results)]) == 0

@@ -58,6 +58,10 @@ def test_regex_selection_and_errors(fleet_inventory):
     typo = fb_cases("-i", str(fleet_inventory), "-e", "precison=avx_fp32")
     assert typo.returncode == 2 and "unknown parameter 'precison'; did you mean 'precision'?" in typo.stderr
     assert typo.stdout == "", "nothing is listed under a typo"
+    missing = fb_cases("-i", str(fleet_inventory.parent / "nonexistent.yml"))
+    assert missing.returncode != 0 and "no host in group 'fleetbench' in" in missing.stderr
+    empty_name = fb_cases("-i", str(fleet_inventory), "-e", "=x")
+    assert empty_name.returncode != 0 and "expected name=value" in empty_name.stderr
     jinja = fb_cases("-i", str(fleet_inventory), "-e", "steps={{ 7 * 6 }}")
     assert jinja.returncode == 2 and "contains a Jinja template" in jinja.stderr
 
