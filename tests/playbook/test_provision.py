@@ -33,3 +33,9 @@ def test_second_provision_changes_nothing_and_check_mode_writes_nothing(tmp_path
     assert second.returncode == 0 and recap(second.stdout)["changed"] == 0, second.stdout[-3000:]
     again = ansible_playbook(*args, "--check")
     assert recap(again.stdout)["changed"] == 0
+
+
+def test_a_bad_offline_value_is_refused_before_any_host():
+    proc = ansible_playbook("playbooks/provision.yml", "--check", "-e", "offline=maybe")
+    assert proc.returncode != 0 and "offline=maybe is not allowed: expected true or false" in proc.stdout
+    assert "Validating arguments against arg spec" not in proc.stdout, "the provision role must not have started"
