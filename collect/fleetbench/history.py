@@ -28,11 +28,6 @@ from fleetbench.setting import Setting, setting_of
 from fleetbench.stats import median
 from fleetbench.summary import Row, build_summary
 
-# Values outside these bounds are absurd for DistilBERT-base on one server: such a record is kept but
-# excluded ("out_of_bounds"). Lower bounds are exclusive (a zero throughput or latency is no measurement).
-THROUGHPUT_BOUNDS = (0.0, 1e6)  # samples/s
-LATENCY_BOUNDS_MS = (0.0, 6e5)  # 10 minutes per iteration
-
 EXCLUDED_LABELS = {
     "failed": "failed", "skipped": "skipped", "timeout": "timed out", "unreachable": "unreachable",
     "invalid": "invalid result file (schema, NaN, negative or malformed)",
@@ -193,10 +188,6 @@ def _missing_isa(mismatch: Any) -> str:
     return ", ".join(one_line(str(m), 40) for m in missing) if isinstance(missing, list) and missing else "unstated"
 
 
-def _outside(value: float | None, bounds: tuple[float, float]) -> bool:
-    return value is not None and not bounds[0] < value <= bounds[1]  # NaN is outside too
-
-
 def exclusion(record: Record, row: Row) -> tuple[str, str]:
     """(why the record stays out of aggregates, one-line detail); ("", "") when it counts."""
     if record.rejected:
@@ -206,11 +197,8 @@ def exclusion(record: Record, row: Row) -> tuple[str, str]:
     mismatch = record.result.get("isa_mismatch")
     if mismatch:
         return "isa_mismatch", f"ran without the ISA {row.precision} needs (missing: {_missing_isa(mismatch)})"
-    if _outside(row.throughput, THROUGHPUT_BOUNDS):
-        return "out_of_bounds", f"throughput {row.throughput} samples/s is outside {THROUGHPUT_BOUNDS}"
-    for name, value in (("p50", row.latency_p50_ms), ("p90", row.latency_p90_ms), ("p99", row.latency_p99_ms)):
-        if _outside(value, LATENCY_BOUNDS_MS):
-            return "out_of_bounds", f"latency {name} {value} ms is outside {LATENCY_BOUNDS_MS}"
+    if row.out_of_bounds:  # the summary already reports it as failed, with no KPI (summary.absurd_value)
+        return "out_of_bounds", row.out_of_bounds
     return "", ""
 
 

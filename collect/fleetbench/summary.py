@@ -46,9 +46,30 @@ class Row:
     reason: str
     isa_mismatch: str | None = None  # the ISA flags the host lacked (require_isa=false)
     accuracy_flag: str | None = None  # why the accuracy guard flagged the row
+    out_of_bounds: str | None = None  # the absurd value that made a passed result a failed row
 
 
-MARKS = ("isa_mismatch", "accuracy_flag")
+MARKS = ("isa_mismatch", "accuracy_flag", "out_of_bounds")
+
+# Values outside these bounds are absurd for DistilBERT-base on one server (a broken or hostile host): the
+# row is failed and shows no KPI; the history keeps the record, excluded ("out_of_bounds"). Lower bounds are
+# exclusive (a zero throughput or latency is no measurement).
+THROUGHPUT_BOUNDS = (0.0, 1e6)  # samples/s
+LATENCY_BOUNDS_MS = (0.0, 6e5)  # 10 minutes per iteration
+
+
+def _outside(value: float | None, bounds: tuple[float, float]) -> bool:
+    return value is not None and not bounds[0] < value <= bounds[1]  # NaN is outside too
+
+
+def absurd_value(throughput: float | None, latency_ms: Mapping[str, Any]) -> str:
+    """Which KPI is out of bounds, as one line; "" when none is."""
+    if _outside(throughput, THROUGHPUT_BOUNDS):
+        return f"throughput {throughput} samples/s is outside {THROUGHPUT_BOUNDS}"
+    for name in ("p50", "p90", "p99"):
+        if _outside(latency_ms.get(name), LATENCY_BOUNDS_MS):
+            return f"latency {name} {latency_ms.get(name)} ms is outside {LATENCY_BOUNDS_MS}"
+    return ""
 COLUMNS = tuple(f.name for f in fields(Row) if f.name not in MARKS)
 
 
@@ -144,6 +165,10 @@ def make_row(record: Record, run_params: Mapping[str, Any], host_platform: Mappi
     params = result.get("params") or _planned(record.case, run_params)
     kpi = (result.get("kpi") or {}) if record.status == "passed" else {}
     latency = kpi.get("latency_ms") or {}
+    absurd = absurd_value(kpi.get("throughput"), latency)
+    status, reason = ("failed", f"absurd value, not reported: {absurd}") if absurd else (record.status, record.reason)
+    if absurd:
+        kpi, latency = {}, {}
     accuracy = kpi.get("accuracy")
     return Row(
         platform=one_line(platform.get("name") or "", 40) or UNKNOWN_PLATFORM,
@@ -159,10 +184,11 @@ def make_row(record: Record, run_params: Mapping[str, Any], host_platform: Mappi
         latency_p99_ms=latency.get("p99"),
         accuracy=accuracy,
         accuracy_meaningful=None if accuracy is None else _meaningful(result, kpi),
-        status=record.status,
-        reason=record.reason,
+        status=status,
+        reason=reason,
         isa_mismatch=_isa_mismatch(result),
-        accuracy_flag=_accuracy_flag(result) if record.status == "passed" else None,
+        accuracy_flag=_accuracy_flag(result) if status == "passed" else None,
+        out_of_bounds=absurd or None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -177,3 +178,15 @@ def test_a_run_whose_start_time_cannot_be_read_is_refused(db_url, nightly, capsy
     database = Database(db_url)
     assert load_samples(database) == []
     database.close()
+
+
+def test_an_absurd_kpi_is_a_failed_row_in_the_report_and_never_a_key_kpi(nightly, capsys):
+    run_dir = nightly(0, [Rec("h-ok", "SPR", throughput=812.3), Rec("h-absurd", "SPR", throughput=5e6)])
+    assert main(["report", str(run_dir)]) == 1  # partial: a host sent a number no server reaches
+    out = capsys.readouterr().out
+    assert "absurd value, not reported: throughput 5000000.0 samples/s is outside (0.0, 1000000.0)" in out
+    assert "5000000" not in out.replace("5000000.0 samples/s is outside", "")
+    assert "##HOST: h-ok" in out and "##HOST: h-absurd" not in out
+    rows = {r["host"]: r for r in csv.DictReader((run_dir / "kpi.csv").open())}
+    assert (rows["h-absurd"]["status"], rows["h-absurd"]["throughput"]) == ("failed", "")
+    assert float(rows["h-ok"]["throughput"]) == 812.3
