@@ -140,7 +140,7 @@ def _positive(kind: type[int] | type[float], minimum: float) -> Callable[[str], 
 def run(args: argparse.Namespace) -> int:
     settings = Settings(args.by, args.window, args.recent, args.min_effect, args.accuracy_drop)
     try:
-        with db.opened(args.db) as database:
+        with db.opened(args.db, existing=True) as database:
             run_id = args.run or newest_run(database)
             if run_id is None:
                 raise LookupError("the database holds no run yet: `fleetbench ingest RUN_DIR` first")

@@ -102,9 +102,15 @@ def describe(url: str) -> str:
 class Database:
     """One connection. Reads with :meth:`rows`; writes inside :meth:`transaction`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, existing: bool = False) -> None:
+        """`existing`: refuse an SQLite file that is not there yet (the read-only commands: a mistyped path
+        would otherwise become a new, empty history)."""
         self.url = url
         self.postgres = url.startswith(PG_SCHEMES)
+        path = Path(url.removeprefix("sqlite://"))
+        if existing and not self.postgres and not path.exists():
+            raise DatabaseError(f"no history database at {path}: ingest a run first (fleetbench ingest RUN_DIR), "
+                                f"or name yours with --db or ${ENV}")
         try:
             self._conn: Any = self._connect_postgres() if self.postgres else self._connect_sqlite()
             with self.transaction() as cur:
@@ -212,9 +218,10 @@ class _Translating:
 
 
 @contextmanager
-def opened(value: str | None) -> Iterator[Database]:
-    """The database named by --db / $FLEETBENCH_DB / the default, closed afterwards."""
-    db = Database(resolve(value))
+def opened(value: str | None, existing: bool = False) -> Iterator[Database]:
+    """The database named by --db / $FLEETBENCH_DB / the default, closed afterwards (`existing`: see
+    :class:`Database`)."""
+    db = Database(resolve(value), existing)
     try:
         yield db
     finally:

@@ -135,7 +135,7 @@ def render(context: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     output = args.output or default_results_dir() / DEFAULT_NAME
     try:
-        with db.opened(args.db) as database:
+        with db.opened(args.db, existing=True) as database:
             context = build(database, filters_from(args), args.reference_platform, args.run)
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(output, render(context))

@@ -224,7 +224,7 @@ def filters_from(args: argparse.Namespace) -> Filters:
 def load_table(args: argparse.Namespace) -> Table:
     """The table the filter arguments select (DatabaseError, ValueError for a bad date)."""
     filters = filters_from(args)
-    with db.opened(args.db) as database:
+    with db.opened(args.db, existing=True) as database:
         samples = load_samples(database, filters)
     return build_table(samples, args.reference_platform, filters.describe())
 

@@ -8,6 +8,7 @@ import pytest
 
 from fleetbench import stats
 from fleetbench.cli import main
+from fleetbench.db import Database
 from tests.history.synth import Rec
 
 SEEDS = range(20)
@@ -122,6 +123,10 @@ def test_check_exits_non_zero_on_a_regression_and_zero_otherwise(nightly, tmp_pa
     assert main(["check", "--db", url, "--by", "platform", "--run", "20250120T020000Z-000013"]) == 0
 
 
-def test_check_on_an_empty_database_says_so(tmp_path, capsys):
+def test_check_on_an_empty_or_missing_database_says_so(tmp_path, capsys):
+    Database(str(tmp_path / "h.sqlite")).close()
     assert main(["check", "--db", str(tmp_path / "h.sqlite")]) == 2
     assert "holds no run yet" in capsys.readouterr().err
+    assert main(["check", "--db", str(tmp_path / "typo.sqlite")]) == 2
+    assert f"no history database at {tmp_path / 'typo.sqlite'}" in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite").exists(), "a mistyped path must not become a new history"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fleetbench.cli import main
+from fleetbench.db import Database
 from tests.history.synth import STACK, Rec, run_id
 
 BASE = {"spr-1": ("SPR", 1000.0), "spr-2": ("SPR", 1040.0), "emr-1": ("EMR", 1200.0), "icx-1": ("ICX", 600.0)}
@@ -138,8 +139,13 @@ def test_table_rejects_a_malformed_date(history, capsys):
 
 
 def test_table_on_an_empty_history_says_so(tmp_path, capsys):
+    Database(str(tmp_path / "empty.sqlite")).close()
     assert main(["table", "--db", str(tmp_path / "empty.sqlite")]) == 0
     assert "No included records match the filters." in capsys.readouterr().out
+    for command in ("table", "html"):  # a mistyped path is refused, not created
+        assert main([command, "--db", str(tmp_path / "typo.sqlite")]) == 2
+        assert "no history database at" in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite").exists()
 
 
 def compare_rows(out: str) -> dict[tuple[str, str], list[str]]:
