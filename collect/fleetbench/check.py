@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from fleetbench import db, stats
 from fleetbench.db import DatabaseError
+from fleetbench.helptext import plain
 from fleetbench.history import KPIS, Kpi, Sample, describe_excluded, excluded_counts, load_samples, newest_run, per_run
 from fleetbench.render import fmt_number
 from fleetbench.setting import Setting
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("check", help="find regressions of the newest run against the history",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", metavar="RUN_ID", help="the run to judge (default: the newest in the database)")
     parser.add_argument("--by", choices=BY, default="host", help="history of the same host (default) or platform")
     parser.add_argument("--window", type=_positive(int, stats.MIN_HISTORY + 1), default=stats.WINDOW,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fleetbench import db, stats
 from fleetbench.db import Database, DatabaseError
+from fleetbench.helptext import plain
 from fleetbench.history import EXCLUDED_LABELS, KPIS, Filters, Kpi, Sample, load_samples, per_run, read_run
 from fleetbench.render import fmt_number, text_table
 from fleetbench.results import RunError
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("compare", help="KPI changes between two runs, with the noise band",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_a", metavar="RUN_A", help="run id in the database, or a run folder")
     parser.add_argument("run_b", metavar="RUN_B", help="run id in the database, or a run folder")
     db.add_argument(parser)

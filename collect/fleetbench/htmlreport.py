@@ -23,6 +23,7 @@ from typing import Any
 
 from fleetbench import atomic, db, stats
 from fleetbench.db import Database, DatabaseError
+from fleetbench.helptext import plain
 from fleetbench.history import KPIS, MODE_KPIS, Filters, Sample, load_samples, newest_run, now_utc, per_run
 from fleetbench.plots import Chart, bar_chart, trend_chart
 from fleetbench.render import environment, fmt_number
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("html", help="self-contained HTML report: a run and the history, with plots",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", metavar="RUN_ID", help="the run to show (default: the newest in the database)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help=f"where to write it (default: results/{DEFAULT_NAME})")

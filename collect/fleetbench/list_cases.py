@@ -12,6 +12,7 @@ from typing import Any
 from fleetbench import cases as fb_cases
 from fleetbench import params as fb_params
 from fleetbench import paths
+from fleetbench.helptext import plain
 
 
 def inventory_hosts(inventory: str) -> dict[str, dict[str, Any]]:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cases", help="list the cases each host would run (runs nothing)",
-                       description=__doc__.splitlines()[0])
+                       description=plain(__doc__).splitlines()[0])
     p.add_argument("-i", "--inventory", default=str(paths.REPO / "inventory" / "hosts.yml"),
                    help="inventory file or folder (default: inventory/hosts.yml)")
     p.add_argument("-e", "--extra", action="append", default=[], metavar="NAME=VALUE",

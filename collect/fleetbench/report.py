@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fleetbench import atomic
+from fleetbench.helptext import plain
 from fleetbench.render import render_csv, render_markdown, render_text
 from fleetbench.results import RunError
 from fleetbench.summary import Summary, summarize
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("report", help="tabulate a run's results and write its report files",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
                         help="the run folder, e.g. results/latest or results/<run_id>")
     parser.set_defaults(func=run)

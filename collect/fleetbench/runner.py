@@ -21,6 +21,7 @@ from typing import Any
 
 from fleetbench import params as fb_params
 from fleetbench import paths
+from fleetbench.helptext import plain
 from fleetbench.render import render_text
 from fleetbench.report import write_report
 from fleetbench.results import RunError
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the main job through ansible-runner, with live progress",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--inventory", default=str(paths.REPO / "inventory" / "hosts.yml"),
                    help="inventory (default: inventory/hosts.yml, this machine)")
     p.add_argument("--limit", help="only these hosts (an Ansible host pattern)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fleetbench import atomic, db
 from fleetbench.db import DatabaseError
+from fleetbench.helptext import plain
 from fleetbench.history import EXCLUDED_LABELS, Filters, Sample, describe_excluded, excluded_counts, load_samples
 from fleetbench.params import PRECISIONS
 from fleetbench.render import environment, fmt_number
@@ -246,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("table", help="per-platform comparison table from the history",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_filter_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="md", help="what to print (default: md)")
     parser.add_argument("-o", "--output", type=Path, action="append", default=[], metavar="FILE",

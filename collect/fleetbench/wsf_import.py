@@ -40,6 +40,7 @@ from typing import Any
 
 from fleetbench import atomic, db
 from fleetbench.db import DatabaseError
+from fleetbench.helptext import plain
 from fleetbench.history import ingest_one
 from fleetbench.params import BY_NAME, ParamError, case_name, coerce
 from fleetbench.results import RunError, one_line
@@ -305,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("import-wsf", help="import the WSF DistilBERT workload's benchmark logs",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dir", metavar="DIR", type=Path, help="a WSF log folder, or a folder of them")
     parser.add_argument("--host", help="host name to record (default: wsf-<platform>)")
     parser.add_argument("--results-dir", type=Path, default=default_results_dir(),
