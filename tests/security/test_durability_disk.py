@@ -114,7 +114,7 @@ def test_a_new_run_on_a_full_disk_fails_clearly_and_leaves_no_folder(disk: Path)
 def test_import_wsf_on_a_full_disk_fails_clearly_and_keeps_earlier_runs(disk: Path, tmp_path: Path, capsys):
     logs = tmp_path / "wsf" / "run" / "pod" / "benchmark_0.log"
     logs.parent.mkdir(parents=True)
-    logs.write_text(params_dump() + kpi_lines(406.1, 2.41, 3.87))
+    logs.write_text(params_dump(INSTANCE_NUMBER="1") + kpi_lines(406.1, 2.41, 3.87))
     results, url = disk / "results", str(disk / "results" / "h.sqlite")
     assert main(["ingest", "--db", url, str(write_run(results, run_id(0), night(0).isoformat(), RECS))]) == 0
     before, stored = tree(disk), snapshot(url)

@@ -25,7 +25,7 @@ from tests.history.test_wsf import kpi_lines, params_dump
 from tests.security.test_fuzz_results import PEAK_MIB, RSS_BOUND_MIB, SECONDS_BOUND
 
 MIB = 1024 * 1024
-GOOD = params_dump() + kpi_lines(406.1, 2.41, 3.87)
+GOOD = params_dump(INSTANCE_NUMBER="1") + kpi_lines(406.1, 2.41, 3.87)  # one instance, one Throughput line
 
 
 def _junk(path: Path, mib: int) -> None:
