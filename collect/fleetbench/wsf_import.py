@@ -215,7 +215,7 @@ def _result(parsed: Parsed, run_id: str, host: str, case: str, started: str) -> 
         missing, reason = True, (
             f"{count} Throughput lines, but INSTANCE_NUMBER is {instances}: logs of several runs in one folder, or "
             "instance logs missing; not summed (import each run's folder, laid out <run>/<pod>/benchmark_*.log)")
-        parsed.problem(f"{reason}")
+        parsed.problem(reason)
     doc = {
         "schema_version": 1, "run_id": run_id, "host": host, "case": case, "status": "failed" if missing else "passed",
         "reason": reason or f"imported from WSF logs ({len(lines['Throughput'])} instance lines)",
